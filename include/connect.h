@@ -1,0 +1,582 @@
+/*
+ * libconnect: a brokerless, ordered message queue over TCP and TLS.
+ *
+ * Copyright (C) 2026 The libconnect developers
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * This header is the whole supported API of libconnect.  Every other symbol
+ * in the library is private and hidden.
+ *
+ * A message ("datagram") is a 16-bit user tag plus 1 to 100,000,000 bytes of
+ * payload.  On the wire it is the frame of the Rust crate `connect` 0.3:
+ *
+ *     u32 size (= 4 + payload length) | u16 version (1) | u16 tag | payload
+ *
+ * all big-endian.  Each connection owns two library threads: a reader that
+ * cuts frames off the stream into an inbound queue, and a writer that drains
+ * an outbound queue into the stream.  The application pushes and pops whole
+ * datagrams without blocking (or waits with a timeout, or polls a file
+ * descriptor).  Per connection, datagrams arrive complete, in order, exactly
+ * once; nothing is dropped silently: a full queue says "would block" and the
+ * datagram stays with the caller.
+ *
+ * Errors: every function that can fail returns an `int` that is CONNECT_OK (0)
+ * or one of the negative codes of `enum connect_err`.  connect_strerror()
+ * explains a code; connect_err_name() names it.  The library never prints,
+ * never calls abort() or exit(), and never raises SIGPIPE.
+ *
+ * THREAD SAFETY.  The default: any call may be made from any thread.  The
+ * table says which calls may run at the same time on the SAME object
+ * (different objects are always independent):
+ *
+ *                        send*  recv*  conn_fd  stats/addr  close
+ *     connect_send*       yes    yes     yes       yes       yes (1)
+ *     connect_recv*       yes(2) yes(2)  yes       yes       yes (1)
+ *     connect_conn_fd     yes    yes     yes       yes       yes (1)
+ *     stats, addresses    yes    yes     yes       yes       yes (1)
+ *     connect_close       yes(1) yes(1)  yes(1)    yes(1)    NO
+ *
+ *   (1) connect_close() makes every call already running on that
+ *       connection return (waiting calls return CONNECT_ECLOSED) and waits
+ *       for them to leave before freeing it.  A call that STARTS after
+ *       connect_close() was called may touch freed memory: as with free(),
+ *       the application must stop handing the connection to new calls
+ *       before it closes it.
+ *   (2) send is safe from any number of threads at once (messages from one
+ *       thread keep their order; messages from different threads interleave
+ *       whole).  Receiving from several threads is serialized internally:
+ *       each datagram goes to exactly one caller.
+ *
+ *   Listeners follow the same rules: connect_accept* and connect_listener_fd
+ *   may run concurrently from any threads; connect_listener_close() wakes
+ *   waiting accepts (CONNECT_ECLOSED) and waits for them to leave.
+ *   A datagram is a plain object owned by one thread at a time: the
+ *   connect_datagram_* calls are not synchronized.
+ *   connect_opts and connect_tls_config objects may be shared read-only by
+ *   any number of calls once set up; setters are not synchronized.
+ */
+#ifndef CONNECT_CONNECT_H
+#define CONNECT_CONNECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "connect_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(BUILDING_LIBCONNECT) && defined(__GNUC__)
+#define CONNECT_API __attribute__((visibility("default")))
+#else
+#define CONNECT_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The error list, defined once.  XX(NAME, value, "explanation").
+ */
+#define CONNECT_ERRNO_MAP(XX)                                                  \
+	XX(OK, 0, "success")                                                   \
+	XX(EINVAL, -1, "invalid argument")                                     \
+	XX(ENOMEM, -2, "out of memory")                                        \
+	XX(EEMPTY, -3, "empty payload: a datagram carries 1 byte or more")     \
+	XX(ETOOBIG, -4, "payload larger than 100,000,000 bytes")               \
+	XX(EAGAIN, -5, "would block: try again later")                         \
+	XX(ETIMEDOUT, -6, "timed out")                                         \
+	XX(ECLOSED, -7, "closed by this side")                                 \
+	XX(EEOF, -8, "end of stream: the peer closed the connection")          \
+	XX(EADDR, -9, "malformed address: expected host:port or [ipv6]:port")  \
+	XX(ENOHOST, -10, "unknown host")                                       \
+	XX(ECONNREFUSED, -11, "connection refused")                            \
+	XX(ECONNRESET, -12, "connection reset by peer")                        \
+	XX(EADDRINUSE, -13, "address already in use")                          \
+	XX(EPROTO, -14, "protocol error: malformed frame from peer")           \
+	XX(ETRUNCATED, -15, "truncated: the stream ended inside a frame")      \
+	XX(EIO, -16, "input/output error")                                     \
+	XX(ETHREAD, -17, "could not start a thread")                           \
+	XX(ENOTSUP, -18, "operation not supported")                            \
+	XX(ESYSTEM, -19, "system error")                                       \
+	XX(ETLS, -20, "TLS error")                                             \
+	XX(ETLSCONFIG, -21, "TLS configuration error (certificate, key, CA "   \
+			    "or priority string)")                             \
+	XX(ETLSUNKNOWNISSUER, -22,                                             \
+	   "TLS: certificate issued by an unknown or untrusted authority")     \
+	XX(ETLSNAMEMISMATCH, -23,                                              \
+	   "TLS: certificate does not match the server name")                  \
+	XX(ETLSEXPIRED, -24, "TLS: certificate has expired")                   \
+	XX(ETLSNOTYETVALID, -25, "TLS: certificate is not yet valid")          \
+	XX(ETLSBADCERT, -26, "TLS: certificate is invalid")                    \
+	XX(ETLSNOCERT, -27, "TLS: the peer sent no certificate")               \
+	XX(ETLSNOTTLS, -28, "TLS: protocol mismatch: the peer does not speak " \
+			    "TLS")                                             \
+	XX(ETLSALERT, -29, "TLS: fatal alert received from the peer")          \
+	XX(ETLSHANDSHAKETIMEOUT, -30, "TLS: handshake timed out")              \
+	XX(EADDRNOTAVAIL, -31,                                                 \
+	   "address not available: not an address of this host")
+
+enum connect_err {
+#define CONNECT_ERR_ENUM_(name, val, text) CONNECT_##name = (val),
+	CONNECT_ERRNO_MAP(CONNECT_ERR_ENUM_)
+#undef CONNECT_ERR_ENUM_
+};
+
+/* A static string explaining `err`.  Never NULL, also for unknown codes. */
+CONNECT_API const char *connect_strerror(int err);
+/* The code's name ("CONNECT_EPROTO").  Never NULL ("CONNECT_EUNKNOWN"). */
+CONNECT_API const char *connect_err_name(int err);
+
+/* "1.2.3", the version of the library actually linked. */
+CONNECT_API const char *connect_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum connect_log_level {
+	CONNECT_LOG_ERROR = 0,
+	CONNECT_LOG_WARN = 1,
+	CONNECT_LOG_INFO = 2,
+	CONNECT_LOG_DEBUG = 3,
+};
+
+/*
+ * A log callback.  `id` is a stable message identifier ("CONNECT-ACCEPT",
+ * "CONNECT-TLS-HANDSHAKE", "CONNECT-PROTO", "CONNECT-GNUTLS"...), `msg` a
+ * human-readable line without a trailing newline.  Called from any library
+ * thread, possibly concurrently: the callback must be thread-safe and must
+ * not call back into the library on the connection that logs.
+ */
+typedef void (*connect_log_fn)(void *arg, int level, const char *id,
+			       const char *msg);
+
+/*
+ * Install (or with fn == NULL remove) the process-wide log callback.
+ * Messages above `max_level` are not produced.  Off by default: without a
+ * callback the library is silent.  Safe from any thread.
+ */
+CONNECT_API void connect_set_logger(connect_log_fn fn, void *arg,
+				    int max_level);
+
+/* ------------------------------------------------------------------------ */
+/* Datagrams                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct connect_datagram connect_datagram;
+
+/* The largest payload a datagram may carry, and the wire version sent. */
+#define CONNECT_MAX_PAYLOAD 100000000u
+#define CONNECT_WIRE_VERSION 1u
+
+/*
+ * Make a datagram with `tag` and a copy of `len` bytes at `data`.
+ * Header, tag and payload live in one allocation.
+ *
+ * Returns CONNECT_OK and sets *dgp; or
+ *   CONNECT_EINVAL   dgp is NULL, or data is NULL with len > 0;
+ *   CONNECT_EEMPTY   len == 0;
+ *   CONNECT_ETOOBIG  len > CONNECT_MAX_PAYLOAD;
+ *   CONNECT_ENOMEM   allocation failed.
+ * On failure *dgp is left untouched.
+ */
+CONNECT_API int connect_datagram_new(connect_datagram **dgp, uint16_t tag,
+				     const void *data, size_t len);
+
+/*
+ * Make a datagram with room for `len` payload bytes that the caller fills in
+ * place through connect_datagram_data() (no second copy of large messages).
+ * The payload is uninitialized.  Errors as connect_datagram_new().
+ */
+CONNECT_API int connect_datagram_alloc(connect_datagram **dgp, uint16_t tag,
+				       size_t len);
+
+/* Free a datagram.  NULL is accepted and ignored. */
+CONNECT_API void connect_datagram_free(connect_datagram *dg);
+
+/* The tag. */
+CONNECT_API uint16_t connect_datagram_tag(const connect_datagram *dg);
+/* Change the tag (to echo a datagram back under another tag, say). */
+CONNECT_API void connect_datagram_set_tag(connect_datagram *dg, uint16_t tag);
+/* The version field: 1 for datagrams made here, as received otherwise. */
+CONNECT_API uint16_t connect_datagram_version(const connect_datagram *dg);
+/* The payload (writable: the datagram's owner may change it in place). */
+CONNECT_API void *connect_datagram_data(connect_datagram *dg);
+/* The payload length in bytes (1 .. CONNECT_MAX_PAYLOAD). */
+CONNECT_API size_t connect_datagram_size(const connect_datagram *dg);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Per-connection options.  A connect_opts object holds one value per option;
+ * pass it (or NULL for every default) when dialing or listening.  Its values
+ * are copied into the connection, so it may be freed or changed afterwards.
+ */
+typedef struct connect_opts connect_opts;
+
+enum connect_opt {
+	/* Outbound queue limit in bytes of payload; a single datagram larger
+	 * than the limit is still accepted when the queue is empty.
+	 * Default 16 MiB; 1 .. 2^62. */
+	CONNECT_OPT_SEND_QUEUE_BYTES = 1,
+	/* Outbound queue limit in datagrams.  Default 65536; 1 .. 2^62. */
+	CONNECT_OPT_SEND_QUEUE_MSGS = 2,
+	/* Inbound queue limit in bytes: past it the reader stops reading and
+	 * TCP flow control slows the peer.  Default 16 MiB; 1 .. 2^62. */
+	CONNECT_OPT_RECV_QUEUE_BYTES = 3,
+	/* Inbound queue limit in datagrams.  Default 65536; 1 .. 2^62. */
+	CONNECT_OPT_RECV_QUEUE_MSGS = 4,
+	/* Largest payload accepted from the peer; a frame announcing more is
+	 * a protocol error.  Default and maximum 100,000,000; minimum 1. */
+	CONNECT_OPT_RECV_MAX_PAYLOAD = 5,
+	/* Stack size of each library thread in bytes.  Default 256 KiB;
+	 * 64 KiB .. 64 MiB. */
+	CONNECT_OPT_THREAD_STACK = 6,
+	/* Default linger of connect_close() (linger_ms < 0), in ms.
+	 * Default 5000; 0 .. 2^31-1. */
+	CONNECT_OPT_LINGER_MS = 7,
+	/* TCP_NODELAY, 0 or 1.  Default 1. */
+	CONNECT_OPT_TCP_NODELAY = 8,
+	/* SO_KEEPALIVE, 0 or 1.  Default 1. */
+	CONNECT_OPT_TCP_KEEPALIVE = 9,
+	/* Time allowed to establish an outgoing TCP connection, in ms.
+	 * Default 10000; 1 .. 2^31-1. */
+	CONNECT_OPT_CONNECT_TIMEOUT_MS = 10,
+	/* Listener only: connections accepted by the library but not yet taken
+	 * by connect_accept*(); past it the library stops accepting and the
+	 * kernel backlog holds further clients.  Default 128; 1 .. 65536. */
+	CONNECT_OPT_ACCEPT_QUEUE = 11,
+};
+
+/*
+ * Create an options object holding every default.
+ * Returns CONNECT_OK, CONNECT_EINVAL (optsp NULL) or CONNECT_ENOMEM.
+ */
+CONNECT_API int connect_opts_new(connect_opts **optsp);
+/* Free an options object.  NULL is accepted. */
+CONNECT_API void connect_opts_free(connect_opts *opts);
+/*
+ * Set an option.  Returns CONNECT_OK, or CONNECT_EINVAL for a NULL object,
+ * an unknown option or a value outside the option's range (the object is
+ * then unchanged).
+ */
+CONNECT_API int connect_opts_set(connect_opts *opts, int opt, int64_t value);
+/* Read an option.  Returns CONNECT_OK or CONNECT_EINVAL. */
+CONNECT_API int connect_opts_get(const connect_opts *opts, int opt,
+				 int64_t *value);
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct connect_conn connect_conn;
+
+/*
+ * Open a TCP connection to `addr`: "host:port", "1.2.3.4:port" or
+ * "[::1]:port".  The host is resolved with getaddrinfo() (IPv4 and IPv6) and
+ * each address is tried in turn within CONNECT_OPT_CONNECT_TIMEOUT_MS.  On
+ * success the reader and writer threads are running.
+ *
+ * Returns CONNECT_OK and sets *connp; or
+ *   CONNECT_EINVAL        connp or addr NULL;
+ *   CONNECT_EADDR         addr is not host:port (or the port is not 0..65535);
+ *   CONNECT_ENOHOST       the host name does not resolve;
+ *   CONNECT_ECONNREFUSED  nobody listens there;
+ *   CONNECT_ETIMEDOUT     no answer within the connect timeout;
+ *   CONNECT_ESYSTEM, CONNECT_ENOMEM, CONNECT_ETHREAD otherwise.
+ * On failure *connp is left untouched.
+ */
+CONNECT_API int connect_tcp_client(connect_conn **connp, const char *addr,
+				   const connect_opts *opts);
+
+/*
+ * Push `dg` onto the outbound queue without blocking.
+ *
+ * Returns CONNECT_OK: the datagram now belongs to the library, which frees
+ * it once written.  Any other return leaves it with the caller:
+ *   CONNECT_EINVAL   conn or dg NULL;
+ *   CONNECT_EAGAIN   the outbound queue is at its limit (try later, or use
+ *                    connect_send_wait());
+ *   CONNECT_ECLOSED  connect_close() has begun;
+ *   another code     the writer failed earlier (CONNECT_ECONNRESET,
+ *                    CONNECT_EIO, a TLS code...): nothing more can be sent.
+ */
+CONNECT_API int connect_send(connect_conn *conn, connect_datagram *dg);
+
+/*
+ * As connect_send(), waiting up to `timeout_ms` for room in the outbound
+ * queue (timeout_ms < 0: no limit; 0: do not wait).  Returns what
+ * connect_send() does, with CONNECT_ETIMEDOUT in place of CONNECT_EAGAIN.
+ * A concurrent connect_close() makes it return CONNECT_ECLOSED.
+ */
+CONNECT_API int connect_send_wait(connect_conn *conn, connect_datagram *dg,
+				  int timeout_ms);
+
+/*
+ * Pop the next datagram without blocking.
+ *
+ * Returns CONNECT_OK and sets *dgp (the caller owns the datagram and frees
+ * it with connect_datagram_free()); or
+ *   CONNECT_EINVAL      conn or dgp NULL;
+ *   CONNECT_EAGAIN      nothing waiting yet;
+ *   CONNECT_EEOF        the peer closed cleanly and every datagram that
+ *                       arrived has been returned;
+ *   CONNECT_EPROTO, CONNECT_ETRUNCATED, CONNECT_ECONNRESET, CONNECT_EIO, a
+ *   TLS code...         the stream failed; every complete datagram before
+ *                       the failure has been returned.  connect_conn_error()
+ *                       gives the details;
+ *   CONNECT_ECLOSED     connect_close() has begun.
+ * End of stream and errors are sticky: later calls return them again.
+ * A failed stream (protocol error, truncation) does not stop the writer:
+ * sending goes on until the writer itself fails or connect_close().
+ */
+CONNECT_API int connect_recv(connect_conn *conn, connect_datagram **dgp);
+
+/*
+ * As connect_recv(), waiting up to `timeout_ms` (< 0: no limit) for a
+ * datagram or the end of the stream.  CONNECT_ETIMEDOUT when none came.
+ */
+CONNECT_API int connect_recv_wait(connect_conn *conn, connect_datagram **dgp,
+				  int timeout_ms);
+
+/*
+ * A file descriptor that polls readable while a datagram, the end of the
+ * stream or an error is waiting for connect_recv().  It may occasionally be
+ * readable with nothing to take (connect_recv() then says CONNECT_EAGAIN).
+ * Never read, write or close it: it belongs to the connection and is closed
+ * by connect_close().  Created on the first call.
+ * Returns the descriptor (>= 0) or CONNECT_EINVAL / CONNECT_ESYSTEM.
+ */
+CONNECT_API int connect_conn_fd(connect_conn *conn);
+
+/*
+ * Close a connection: stop accepting sends, let the writer flush what is
+ * queued for up to `linger_ms` (< 0: the CONNECT_OPT_LINGER_MS value; 0:
+ * do not flush), end the stream cleanly (TCP FIN; TLS close_notify), stop
+ * and join both threads, and free everything, including datagrams still
+ * queued either way.  Threads waiting on the connection return
+ * CONNECT_ECLOSED first.  If `unsent` is not NULL it receives the number of
+ * datagrams accepted by connect_send*() that were not written to the stream.
+ *
+ * linger_ms == 0 aborts: nothing more is written and the stream is cut
+ * without a clean end (over TLS the peer then sees CONNECT_ETRUNCATED).
+ *
+ * Returns CONNECT_OK when everything queued was written and the stream was
+ * ended cleanly (with linger 0: when nothing queued was lost),
+ * CONNECT_ETIMEDOUT when the linger expired first, the writer's error if it
+ * had failed, or CONNECT_EINVAL for a NULL conn.  Whatever it returns, the
+ * connection is gone.
+ */
+CONNECT_API int connect_close(connect_conn *conn, int linger_ms,
+			      size_t *unsent);
+
+/*
+ * The connection's first error (from the reader or writer) with a reason a
+ * person can act on ("oversized frame: 200000004 > limit 100000004",
+ * "TLS alert received: Bad certificate", ...), written into buf (always
+ * NUL-terminated if len > 0).  Returns the code, CONNECT_OK if there was none,
+ * or CONNECT_EINVAL for a NULL conn.
+ */
+CONNECT_API int connect_conn_error(connect_conn *conn, char *buf, size_t len);
+
+/*
+ * The local or peer address as text ("127.0.0.1:40000", "[::1]:7878").
+ * Returns CONNECT_OK, CONNECT_EINVAL (NULL argument, or len too small).
+ */
+CONNECT_API int connect_conn_local_addr(connect_conn *conn, char *buf,
+					size_t len);
+CONNECT_API int connect_conn_peer_addr(connect_conn *conn, char *buf,
+				       size_t len);
+
+enum connect_stat {
+	CONNECT_STAT_MSGS_SENT = 1,   /* datagrams written to the stream */
+	CONNECT_STAT_BYTES_SENT = 2,  /* payload bytes written */
+	CONNECT_STAT_MSGS_RECV = 3,   /* datagrams read off the stream */
+	CONNECT_STAT_BYTES_RECV = 4,  /* payload bytes read */
+	CONNECT_STAT_SEND_QUEUED = 5, /* datagrams in the outbound queue */
+	CONNECT_STAT_SEND_QUEUED_BYTES = 6,
+	CONNECT_STAT_RECV_QUEUED = 7, /* datagrams waiting for recv */
+	CONNECT_STAT_RECV_QUEUED_BYTES = 8,
+};
+
+/*
+ * Read a counter.  Returns CONNECT_OK or CONNECT_EINVAL (NULL argument or
+ * unknown counter).
+ */
+CONNECT_API int connect_conn_stat(connect_conn *conn, int stat,
+				  uint64_t *value);
+
+/* Read an option as the connection uses it.  Errors as connect_opts_get. */
+CONNECT_API int connect_conn_opt(connect_conn *conn, int opt, int64_t *value);
+
+/* ------------------------------------------------------------------------ */
+/* Listeners                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct connect_listener connect_listener;
+
+/*
+ * Listen for TCP connections on `addr` ("127.0.0.1:0", "[::1]:7878",
+ * "localhost:0"...; port 0 picks a free port, see connect_listener_port()).
+ * A library thread accepts connections and starts their threads, with
+ * `opts` (NULL: defaults) applied to each.
+ *
+ * Returns CONNECT_OK and sets *lp; or CONNECT_EINVAL, CONNECT_EADDR,
+ * CONNECT_ENOHOST, CONNECT_EADDRINUSE, CONNECT_EADDRNOTAVAIL,
+ * CONNECT_ESYSTEM, CONNECT_ENOMEM, CONNECT_ETHREAD.  On failure *lp is untouched.
+ */
+CONNECT_API int connect_tcp_listen(connect_listener **lp, const char *addr,
+				   const connect_opts *opts);
+
+/*
+ * Take the next accepted connection without blocking.
+ * Returns CONNECT_OK and sets *connp (the caller owns it and closes it with
+ * connect_close()); CONNECT_EAGAIN if none is waiting; CONNECT_ECLOSED once
+ * connect_listener_close() has begun; CONNECT_EINVAL for NULL arguments.
+ * The accepting thread never stops on its own: failures to accept (out of
+ * descriptors, say) are logged ("CONNECT-ACCEPT") and retried, while the
+ * kernel backlog keeps the clients waiting.
+ */
+CONNECT_API int connect_accept(connect_listener *l, connect_conn **connp);
+
+/* As connect_accept(), waiting up to timeout_ms (< 0: no limit);
+ * CONNECT_ETIMEDOUT when none came. */
+CONNECT_API int connect_accept_wait(connect_listener *l, connect_conn **connp,
+				    int timeout_ms);
+
+/*
+ * A descriptor that polls readable while a connection waits for
+ * connect_accept().  Owned by the listener: never read or close it.
+ * Returns the descriptor or CONNECT_EINVAL / CONNECT_ESYSTEM.
+ */
+CONNECT_API int connect_listener_fd(connect_listener *l);
+
+/* The bound port (host byte order), or CONNECT_EINVAL for NULL. */
+CONNECT_API int connect_listener_port(connect_listener *l);
+
+/* The bound address as text.  Returns CONNECT_OK or CONNECT_EINVAL. */
+CONNECT_API int connect_listener_addr(connect_listener *l, char *buf,
+				      size_t len);
+
+/*
+ * Stop listening: close the socket, stop and join the accepting thread and
+ * any TLS handshakes under way, close connections accepted but never taken,
+ * and free the listener.  Connections already taken are not affected.
+ * NULL is accepted.
+ */
+CONNECT_API void connect_listener_close(connect_listener *l);
+
+/* ------------------------------------------------------------------------ */
+/* TLS                                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct connect_tls_config connect_tls_config;
+
+enum connect_tls_role {
+	CONNECT_TLS_CLIENT = 0,
+	CONNECT_TLS_SERVER = 1,
+};
+
+enum connect_tls_client_auth {
+	CONNECT_TLS_AUTH_NONE = 0,     /* do not ask for a client certificate */
+	CONNECT_TLS_AUTH_OPTIONAL = 1, /* ask; verify it if one is sent */
+	CONNECT_TLS_AUTH_REQUIRED = 2, /* ask; refuse clients without one */
+};
+
+/*
+ * Create a TLS configuration for one role.  Defaults: priority
+ * "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2" (TLS 1.2 and 1.3 only), no
+ * trusted CA (a client must set one, or the system store, before dialing),
+ * client authentication off, handshake timeout 10000 ms.  A configuration
+ * may be shared by any number of connections and listeners; it is reference
+ * counted, so connect_tls_config_free() may be called while they live.
+ * Returns CONNECT_OK, CONNECT_EINVAL, CONNECT_ENOMEM or CONNECT_ETLS.
+ */
+CONNECT_API int connect_tls_config_new(connect_tls_config **cfgp, int role);
+/* Drop the caller's reference.  NULL is accepted. */
+CONNECT_API void connect_tls_config_free(connect_tls_config *cfg);
+
+/*
+ * Own certificate chain and private key (PEM).  Required for a server,
+ * optional for a client (mutual TLS).  Returns CONNECT_OK, CONNECT_EINVAL or
+ * CONNECT_ETLSCONFIG (unreadable file, bad PEM, key not matching).
+ */
+CONNECT_API int connect_tls_config_cert_file(connect_tls_config *cfg,
+					     const char *cert_path,
+					     const char *key_path);
+CONNECT_API int connect_tls_config_cert_mem(connect_tls_config *cfg,
+					    const void *cert_pem,
+					    size_t cert_len,
+					    const void *key_pem,
+					    size_t key_len);
+/*
+ * Trusted certificate authorities (PEM, one or more certificates), used to
+ * verify the peer.  May be called several times to add more.  Returns
+ * CONNECT_OK, CONNECT_EINVAL or CONNECT_ETLSCONFIG (nothing usable found).
+ */
+CONNECT_API int connect_tls_config_ca_file(connect_tls_config *cfg,
+					   const char *path);
+CONNECT_API int connect_tls_config_ca_mem(connect_tls_config *cfg,
+					  const void *pem, size_t len);
+/* Trust the system's store.  CONNECT_ETLSCONFIG if it has nothing. */
+CONNECT_API int connect_tls_config_ca_system(connect_tls_config *cfg);
+/* Server only: one of enum connect_tls_client_auth.  CONNECT_EINVAL on a
+ * client configuration or an unknown mode. */
+CONNECT_API int connect_tls_config_client_auth(connect_tls_config *cfg,
+					       int mode);
+/* A GnuTLS priority string.  CONNECT_ETLSCONFIG if GnuTLS rejects it. */
+CONNECT_API int connect_tls_config_priority(connect_tls_config *cfg,
+					    const char *priority);
+/* Handshake timeout in ms, 1 .. 2^31-1. */
+CONNECT_API int connect_tls_config_handshake_timeout(connect_tls_config *cfg,
+						     int timeout_ms);
+
+/*
+ * Open a TLS connection to `addr` and complete the handshake, verifying the
+ * server's certificate against the configured CAs and against `server_name`
+ * (a DNS name, sent as SNI, or an IP address, checked against the
+ * certificate's IP addresses and never sent as SNI).  Verification fails
+ * closed.  `server_name` NULL means the host part of `addr`.
+ *
+ * Returns CONNECT_OK and sets *connp, or every error of connect_tcp_client()
+ * plus: CONNECT_ETLSCONFIG (not a client configuration, or no CA),
+ * CONNECT_ETLSUNKNOWNISSUER, CONNECT_ETLSNAMEMISMATCH, CONNECT_ETLSEXPIRED,
+ * CONNECT_ETLSNOTYETVALID, CONNECT_ETLSBADCERT, CONNECT_ETLSNOTTLS,
+ * CONNECT_ETLSALERT, CONNECT_ETLSHANDSHAKETIMEOUT, CONNECT_ETLS.
+ */
+CONNECT_API int connect_tls_client(connect_conn **connp, const char *addr,
+				   const char *server_name,
+				   connect_tls_config *cfg,
+				   const connect_opts *opts);
+
+/*
+ * Listen for TLS connections.  As connect_tcp_listen(); every handshake runs
+ * on a thread of its own with the configuration's timeout, so a slow or
+ * hostile client never delays other accepts.  Only connections whose
+ * handshake succeeded reach connect_accept().  Failed handshakes are counted
+ * (connect_listener_tls_failures()) and logged (id "CONNECT-TLS-HANDSHAKE").
+ * CONNECT_ETLSCONFIG: not a server configuration, or no certificate.
+ */
+CONNECT_API int connect_tls_listen(connect_listener **lp, const char *addr,
+				   connect_tls_config *cfg,
+				   const connect_opts *opts);
+
+/*
+ * The number of handshakes that failed on this listener, and the last
+ * failure's code and reason (buf may be NULL).  Returns the count (>= 0) or
+ * CONNECT_EINVAL.
+ */
+CONNECT_API int connect_listener_tls_failures(connect_listener *l,
+					      int *last_err, char *buf,
+					      size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CONNECT_CONNECT_H */

@@ -1,0 +1,798 @@
+/*
+ * Connections: the reader and writer threads, send, recv, close.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Locking theory.
+ *   - The outbound queue has many producers (connect_send from any thread)
+ *     and one consumer (the writer, which splices the whole queue at once).
+ *     The inbound queue has one producer (the reader) and consumers
+ *     serialized by recv_lock.
+ *   - Nobody takes `lock` on the busy path.  A thread that sleeps (writer on
+ *     an empty queue, reader on a full one, applications in the waiting
+ *     calls) first announces itself in an atomic flag or counter, then
+ *     re-checks its condition under `lock`, then waits on a condition
+ *     variable.  The other side changes the queue (a sequentially consistent
+ *     atomic operation) and only then looks at the flag; it takes `lock` to
+ *     signal only when someone sleeps.  Either the sleeper sees the change
+ *     or the waker sees the sleeper, so no wake-up is lost, and a busy
+ *     connection makes no system call per message.
+ *   - `users` counts API calls in progress; connect_close() sets `closing`,
+ *     wakes every sleeper and waits for `users` to reach 0 before tearing
+ *     the connection down.
+ */
+#include "connect_int.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "queue.h"
+#include "transport.h"
+
+/* Bytes asked of the transport per read. */
+#define CN_READ_CHUNK (64u * 1024u)
+
+struct connect_conn {
+	struct cn_queue out; /* application -> writer */
+	struct cn_queue in;  /* reader -> application */
+
+	struct cn_transport *t;
+	struct connect_opts opts;
+
+	pthread_mutex_t lock;
+	pthread_cond_t writer_cv; /* writer: work, or flush/close */
+	pthread_cond_t reader_cv; /* reader: room in `in`, or close */
+	pthread_cond_t recv_cv;   /* applications: datagram or end */
+	pthread_cond_t send_cv;   /* applications: room in `out` */
+	pthread_cond_t close_cv;  /* connect_close: writer finished */
+
+	_Atomic int writer_sleeping;
+	_Atomic int reader_sleeping;
+	_Atomic int recv_waiters;
+	_Atomic int send_waiters;
+
+	_Atomic int users;   /* API calls in progress */
+	_Atomic int closing; /* connect_close() began: refuse new work */
+	_Atomic int flush;   /* writer: write what is queued, then end */
+	_Atomic int stop;    /* writer: stop now (the stream is cut) */
+	_Atomic int rx_done; /* reader's final code (EEOF or error), or 0 */
+	_Atomic int tx_err;  /* writer's failure, or 0 */
+	bool writer_done;    /* under lock */
+	bool clean;          /* under lock: flushed and ended cleanly */
+	int shutdown_rc;     /* under lock: result of the clean shutdown */
+
+	pthread_mutex_t recv_lock; /* one dequeuer of `in` at a time */
+	_Atomic int efd;           /* eventfd for connect_conn_fd, or -1 */
+
+	int err_code; /* under lock: the first reader/writer error */
+	char err_reason[CN_REASON_LEN];
+
+	_Atomic uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv;
+	_Atomic uint64_t dropped; /* accepted datagrams the writer gave up */
+
+	pthread_t reader, writer;
+};
+
+#define ENTER(c) atomic_fetch_add(&(c)->users, 1)
+#define LEAVE(c) atomic_fetch_sub(&(c)->users, 1)
+
+static void set_error(struct connect_conn *c, int code, const char *reason)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->err_code == 0) {
+		c->err_code = code;
+		snprintf(c->err_reason, sizeof(c->err_reason), "%s",
+			 reason && reason[0] ? reason : connect_strerror(code));
+	}
+	pthread_mutex_unlock(&c->lock);
+	cn_log(CONNECT_LOG_WARN, "CONNECT-CONN", "%s: %s (%s)", c->t->peer,
+	       connect_strerror(code), reason ? reason : "");
+}
+
+/* Wake the sleepers of one condition if its announced count says so. */
+static void wake_if(struct connect_conn *c, _Atomic int *flag,
+		    pthread_cond_t *cv)
+{
+	if (atomic_load(flag) > 0) {
+		pthread_mutex_lock(&c->lock);
+		pthread_cond_broadcast(cv);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+static void wake_all(struct connect_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->writer_cv);
+	pthread_cond_broadcast(&c->reader_cv);
+	pthread_cond_broadcast(&c->recv_cv);
+	pthread_cond_broadcast(&c->send_cv);
+	pthread_cond_broadcast(&c->close_cv);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void efd_signal(struct connect_conn *c)
+{
+	int fd = atomic_load(&c->efd);
+	uint64_t one = 1;
+
+	if (fd >= 0)
+		while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+/* Write iov[0..cnt), advancing across partial writes.  On failure returns
+ * the code and *done holds how many whole entries were written. */
+static int write_all(struct connect_conn *c, struct iovec *iov, int cnt,
+		     int *done)
+{
+	int i = 0;
+
+	while (i < cnt) {
+		ssize_t n = c->t->ops->sendv(c->t, iov + i, cnt - i);
+
+		if (n < 0) {
+			*done = i;
+			return (int)n;
+		}
+		while (n > 0) {
+			if ((size_t)n >= iov[i].iov_len) {
+				n -= (ssize_t)iov[i].iov_len;
+				i++;
+			} else {
+				iov[i].iov_base = (char *)iov[i].iov_base + n;
+				iov[i].iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+	*done = cnt;
+	return CONNECT_OK;
+}
+
+/* Write a batch of datagrams and free them.  Datagrams not written are
+ * freed too and counted in c->dropped. */
+static int write_batch(struct connect_conn *c, struct connect_datagram **dg,
+		       struct iovec *iov, int cnt)
+{
+	uint64_t bytes = 0, wbytes = 0;
+	int done, rc;
+
+	rc = write_all(c, iov, cnt, &done);
+	/* Published before the room is: a sender woken by it must not
+	 * queue behind a dead writer. */
+	if (rc)
+		atomic_store(&c->tx_err, rc);
+	for (int i = 0; i < cnt; i++) {
+		bytes += dg[i]->len;
+		if (i < done)
+			wbytes += dg[i]->len;
+		free(dg[i]);
+	}
+	atomic_fetch_add(&c->msgs_sent, (uint64_t)done);
+	atomic_fetch_add(&c->bytes_sent, wbytes);
+	if (done < cnt)
+		atomic_fetch_add(&c->dropped, (uint64_t)(cnt - done));
+	/* Room only now: the queue limits count datagrams until written. */
+	cn_queue_release(&c->out, (uint64_t)cnt, bytes);
+	wake_if(c, &c->send_waiters, &c->send_cv);
+	return rc;
+}
+
+/* Write everything spliced off the queue, CN_IOV_MAX datagrams per call. */
+static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
+		      struct cds_wfcq_tail *tl)
+{
+	struct connect_datagram *dg[CN_IOV_MAX];
+	struct iovec iov[CN_IOV_MAX];
+	struct cds_wfcq_node *node, *next;
+	int cnt = 0, rc = CONNECT_OK;
+
+	__cds_wfcq_for_each_blocking_safe(h, tl, node, next) {
+		struct connect_datagram *d =
+			caa_container_of(node, struct connect_datagram, node);
+
+		CN_TSAN_ACQUIRE(d);
+		if (rc) {
+			/* The stream failed: the rest is dropped. */
+			cn_queue_release(&c->out, 1, d->len);
+			atomic_fetch_add(&c->dropped, 1);
+			free(d);
+			continue;
+		}
+		dg[cnt] = d;
+		/* Header and payload are contiguous: one entry each. */
+		iov[cnt].iov_base = d->hdr;
+		iov[cnt].iov_len = CN_HDR_LEN + d->len;
+		if (++cnt == CN_IOV_MAX) {
+			rc = write_batch(c, dg, iov, cnt);
+			cnt = 0;
+		}
+	}
+	if (cnt && !rc)
+		rc = write_batch(c, dg, iov, cnt);
+	return rc;
+}
+
+static void *writer_main(void *arg)
+{
+	struct connect_conn *c = arg;
+	struct __cds_wfcq_head h;
+	struct cds_wfcq_tail tl;
+	int rc = CONNECT_OK;
+
+	for (;;) {
+		if (atomic_load(&c->stop)) {
+			rc = CONNECT_ECLOSED;
+			break;
+		}
+		__cds_wfcq_init(&h, &tl);
+		if (cn_queue_splice(&c->out, &h, &tl)) {
+			rc = write_list(c, &h, &tl);
+			if (rc)
+				break;
+			continue;
+		}
+		if (atomic_load(&c->flush)) {
+			rc = c->t->ops->shutdown(c->t);
+			pthread_mutex_lock(&c->lock);
+			c->shutdown_rc = rc;
+			c->clean = rc == CONNECT_OK;
+			pthread_mutex_unlock(&c->lock);
+			rc = CONNECT_OK;
+			break;
+		}
+		pthread_mutex_lock(&c->lock);
+		atomic_store(&c->writer_sleeping, 1);
+		/* cds_wfcq_empty() uses plain loads: order them after the
+		 * flag on weakly ordered processors too. */
+		atomic_thread_fence(memory_order_seq_cst);
+		while (cn_queue_empty(&c->out) && !atomic_load(&c->flush) &&
+		       !atomic_load(&c->stop))
+			pthread_cond_wait(&c->writer_cv, &c->lock);
+		atomic_store(&c->writer_sleeping, 0);
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (rc && rc != CONNECT_ECLOSED) {
+		char reason[CN_REASON_LEN];
+
+		cn_transport_reason(c->t, reason, sizeof(reason));
+		set_error(c, rc, reason);
+	}
+	if (rc)
+		atomic_store(&c->tx_err, rc);
+	pthread_mutex_lock(&c->lock);
+	c->writer_done = true;
+	pthread_cond_broadcast(&c->close_cv);
+	pthread_cond_broadcast(&c->send_cv);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+/* Sleep while the inbound queue is full.  False when closing. */
+static bool reader_wait_room(struct connect_conn *c)
+{
+	if (!cn_queue_full(&c->in))
+		return true;
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->reader_sleeping, 1);
+	while (!cn_queue_low(&c->in) && !atomic_load(&c->closing))
+		pthread_cond_wait(&c->reader_cv, &c->lock);
+	atomic_store(&c->reader_sleeping, 0);
+	pthread_mutex_unlock(&c->lock);
+	return !atomic_load(&c->closing);
+}
+
+static void *reader_main(void *arg)
+{
+	struct connect_conn *c = arg;
+	struct cn_decoder dec;
+	char reason[CN_REASON_LEN] = "";
+	uint8_t *buf;
+	int final = CONNECT_OK;
+
+	cn_decoder_init(&dec,
+			(uint32_t)c->opts.v[CONNECT_OPT_RECV_MAX_PAYLOAD]);
+	buf = malloc(CN_READ_CHUNK);
+	if (!buf)
+		final = CONNECT_ENOMEM;
+	while (!final) {
+		uint64_t msgs = 0, bytes = 0;
+		bool edge = false;
+		ssize_t n;
+
+		if (!reader_wait_room(c)) {
+			final = CONNECT_ECLOSED;
+			break;
+		}
+		n = c->t->ops->recv(c->t, buf, CN_READ_CHUNK);
+		if (n == 0) {
+			final = cn_decoder_finish(&dec);
+			snprintf(reason, sizeof(reason), "%s", dec.reason);
+			break;
+		}
+		if (n < 0) {
+			final = atomic_load(&c->closing) ? CONNECT_ECLOSED
+							 : (int)n;
+			cn_transport_reason(c->t, reason, sizeof(reason));
+			break;
+		}
+		for (size_t off = 0; off < (size_t)n;) {
+			struct connect_datagram *dg;
+			size_t used;
+			int rc = cn_decoder_feed(&dec, buf + off,
+						 (size_t)n - off, &used, &dg);
+
+			off += used;
+			if (dg) {
+				/* Count before the push, so a consumer that
+				 * pops it at once never counts below 0. */
+				cn_queue_account(&c->in, 1, dg->len);
+				msgs++;
+				bytes += dg->len;
+				if (cn_queue_push(&c->in, dg))
+					edge = true;
+			}
+			if (rc) {
+				final = rc;
+				snprintf(reason, sizeof(reason), "%s",
+					 rc == CONNECT_EPROTO
+						 ? dec.reason
+						 : connect_strerror(rc));
+				break;
+			}
+		}
+		atomic_fetch_add(&c->msgs_recv, msgs);
+		atomic_fetch_add(&c->bytes_recv, bytes);
+		if (edge) {
+			wake_if(c, &c->recv_waiters, &c->recv_cv);
+			efd_signal(c);
+		}
+	}
+	cn_decoder_fini(&dec);
+	free(buf);
+	if (final != CONNECT_EEOF && final != CONNECT_ECLOSED)
+		set_error(c, final, reason);
+	/* Published after the last push: a consumer that sees rx_done and
+	 * then finds the queue empty has everything. */
+	atomic_store(&c->rx_done, final);
+	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->recv_cv);
+	pthread_mutex_unlock(&c->lock);
+	efd_signal(c);
+	return NULL;
+}
+
+/* ----------------------------------------------------------- life cycle */
+
+static void conn_free(struct connect_conn *c)
+{
+	int fd = atomic_load(&c->efd);
+
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->recv_lock);
+	pthread_cond_destroy(&c->writer_cv);
+	pthread_cond_destroy(&c->reader_cv);
+	pthread_cond_destroy(&c->recv_cv);
+	pthread_cond_destroy(&c->send_cv);
+	pthread_cond_destroy(&c->close_cv);
+	free(c);
+}
+
+int cn_conn_start(connect_conn **connp, struct cn_transport *t,
+		  const struct connect_opts *opts)
+{
+	struct connect_conn *c;
+	size_t stack;
+	int rc;
+
+	if (posix_memalign((void **)&c, CN_CACHELINE, sizeof(*c)) != 0) {
+		t->ops->destroy(t);
+		return CONNECT_ENOMEM;
+	}
+	memset(c, 0, sizeof(*c));
+	cn_opts_copy(&c->opts, opts);
+	c->t = t;
+	cn_queue_init(&c->out, (uint64_t)c->opts.v[CONNECT_OPT_SEND_QUEUE_BYTES],
+		      (uint64_t)c->opts.v[CONNECT_OPT_SEND_QUEUE_MSGS]);
+	cn_queue_init(&c->in, (uint64_t)c->opts.v[CONNECT_OPT_RECV_QUEUE_BYTES],
+		      (uint64_t)c->opts.v[CONNECT_OPT_RECV_QUEUE_MSGS]);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->recv_lock, NULL);
+	cn_cond_init(&c->writer_cv);
+	cn_cond_init(&c->reader_cv);
+	cn_cond_init(&c->recv_cv);
+	cn_cond_init(&c->send_cv);
+	cn_cond_init(&c->close_cv);
+	atomic_init(&c->efd, -1);
+
+	stack = (size_t)c->opts.v[CONNECT_OPT_THREAD_STACK];
+	rc = cn_thread_start(&c->writer, writer_main, c, stack);
+	if (rc)
+		goto fail;
+	rc = cn_thread_start(&c->reader, reader_main, c, stack);
+	if (rc) {
+		atomic_store(&c->closing, 1);
+		atomic_store(&c->stop, 1);
+		t->ops->abort(t);
+		wake_all(c);
+		pthread_join(c->writer, NULL);
+		goto fail;
+	}
+	*connp = c;
+	return CONNECT_OK;
+fail:
+	t->ops->destroy(t);
+	cn_queue_fini(&c->out);
+	cn_queue_fini(&c->in);
+	conn_free(c);
+	return rc;
+}
+
+int connect_tcp_client(connect_conn **connp, const char *addr,
+		       const connect_opts *opts)
+{
+	struct connect_opts o;
+	struct cn_transport *t;
+	char reason[CN_REASON_LEN];
+	int fd, rc;
+
+	if (!connp || !addr)
+		return CONNECT_EINVAL;
+	cn_opts_copy(&o, opts);
+	rc = cn_tcp_dial(addr, (int)o.v[CONNECT_OPT_CONNECT_TIMEOUT_MS], &fd,
+			 reason, sizeof(reason));
+	if (rc) {
+		cn_log(CONNECT_LOG_INFO, "CONNECT-DIAL", "%s", reason);
+		return rc;
+	}
+	rc = cn_tcp_transport_new(&t, fd, &o);
+	if (rc)
+		return rc;
+	return cn_conn_start(connp, t, &o);
+}
+
+int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
+{
+	int64_t deadline;
+	bool clean;
+	int rc, tx;
+	size_t left;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	if (linger_ms < 0)
+		linger_ms = (int)c->opts.v[CONNECT_OPT_LINGER_MS];
+	deadline = cn_deadline(linger_ms);
+
+	/* 1. Refuse new work and wake every waiting call; wait for the
+	 * calls in progress to leave (they return CONNECT_ECLOSED). */
+	atomic_store(&c->closing, 1);
+	while (atomic_load(&c->users) > 0) {
+		struct timespec ts = { 0, 1000000 };
+
+		wake_all(c);
+		nanosleep(&ts, NULL);
+	}
+
+	/* 2. Let the writer flush the queue and end the stream cleanly
+	 * (the transport waits for the peer to acknowledge it all). */
+	if (linger_ms > 0) {
+		atomic_store(&c->flush, 1);
+		wake_all(c);
+		pthread_mutex_lock(&c->lock);
+		while (!c->writer_done)
+			if (!cn_cond_wait_until(&c->close_cv, &c->lock,
+						deadline))
+				break;
+		pthread_mutex_unlock(&c->lock);
+	}
+
+	/* 3. Stop: cut the stream (unless it ended cleanly, the transport
+	 * makes sure the peer cannot take it for a clean end), which wakes
+	 * the reader and a writer stuck on a full socket; join both. */
+	atomic_store(&c->stop, 1);
+	c->t->ops->abort(c->t);
+	wake_all(c);
+	pthread_join(c->writer, NULL);
+	pthread_join(c->reader, NULL);
+
+	/* 4. Free. */
+	left = cn_queue_fini(&c->out) + (size_t)atomic_load(&c->dropped);
+	cn_queue_fini(&c->in);
+	tx = atomic_load(&c->tx_err);
+	clean = c->clean;
+	rc = c->shutdown_rc;
+	if (tx && tx != CONNECT_ECLOSED)
+		rc = tx;
+	else if (!clean)
+		rc = linger_ms == 0 && left == 0 ? CONNECT_OK
+						 : CONNECT_ETIMEDOUT;
+	c->t->ops->destroy(c->t);
+	conn_free(c);
+	if (unsent)
+		*unsent = left;
+	return rc;
+}
+
+/* ------------------------------------------------------------------ send */
+
+static bool send_room(struct connect_conn *c, uint64_t len)
+{
+	uint64_t bytes = cn_queue_bytes(&c->out);
+
+	return (bytes == 0 || bytes + len <= c->out.max_bytes) &&
+	       cn_queue_msgs(&c->out) < c->out.max_msgs;
+}
+
+static int send_try(struct connect_conn *c, struct connect_datagram *dg)
+{
+	int err;
+
+	if (atomic_load(&c->closing))
+		return CONNECT_ECLOSED;
+	err = atomic_load(&c->tx_err);
+	if (err)
+		return err;
+	if (!cn_queue_reserve(&c->out, dg->len))
+		return CONNECT_EAGAIN;
+	/* Wake the writer on the empty-to-non-empty edge only, and only if it
+	 * sleeps: on a busy connection this is no system call at all. */
+	if (cn_queue_push(&c->out, dg))
+		wake_if(c, &c->writer_sleeping, &c->writer_cv);
+	return CONNECT_OK;
+}
+
+int connect_send(connect_conn *c, connect_datagram *dg)
+{
+	int rc;
+
+	if (!c || !dg)
+		return CONNECT_EINVAL;
+	ENTER(c);
+	rc = send_try(c, dg);
+	LEAVE(c);
+	return rc;
+}
+
+int connect_send_wait(connect_conn *c, connect_datagram *dg, int timeout_ms)
+{
+	int64_t deadline = cn_deadline(timeout_ms);
+	int rc;
+
+	if (!c || !dg)
+		return CONNECT_EINVAL;
+	ENTER(c);
+	while ((rc = send_try(c, dg)) == CONNECT_EAGAIN) {
+		bool timed_out = false;
+
+		pthread_mutex_lock(&c->lock);
+		atomic_fetch_add(&c->send_waiters, 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		while (!send_room(c, dg->len) && !atomic_load(&c->closing) &&
+		       !atomic_load(&c->tx_err) && !timed_out)
+			timed_out = !cn_cond_wait_until(&c->send_cv, &c->lock,
+							deadline);
+		atomic_fetch_sub(&c->send_waiters, 1);
+		pthread_mutex_unlock(&c->lock);
+		if (timed_out) {
+			rc = send_try(c, dg);
+			if (rc == CONNECT_EAGAIN)
+				rc = CONNECT_ETIMEDOUT;
+			break;
+		}
+	}
+	LEAVE(c);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ recv */
+
+static int recv_try(struct connect_conn *c, struct connect_datagram **dgp)
+{
+	struct connect_datagram *dg;
+	bool busy;
+	int done, fd;
+
+	if (atomic_load(&c->closing))
+		return CONNECT_ECLOSED;
+	pthread_mutex_lock(&c->recv_lock);
+	dg = cn_queue_pop(&c->in, &busy);
+	done = atomic_load(&c->rx_done);
+	if (!dg && !busy && done) {
+		/* rx_done is published after the last push: look again. */
+		dg = cn_queue_pop(&c->in, &busy);
+	}
+	fd = atomic_load(&c->efd);
+	if (fd >= 0 && !done && cn_queue_empty(&c->in)) {
+		/* Level-triggered descriptor: clear it on the way to empty,
+		 * then set it again if the reader slipped one in. */
+		uint64_t v;
+
+		while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+			;
+		if (!cn_queue_empty(&c->in) || atomic_load(&c->rx_done))
+			efd_signal(c);
+	}
+	pthread_mutex_unlock(&c->recv_lock);
+	if (dg) {
+		if (atomic_load(&c->reader_sleeping) && cn_queue_low(&c->in))
+			wake_if(c, &c->reader_sleeping, &c->reader_cv);
+		*dgp = dg;
+		return CONNECT_OK;
+	}
+	if (busy || !done)
+		return CONNECT_EAGAIN;
+	return done;
+}
+
+int connect_recv(connect_conn *c, connect_datagram **dgp)
+{
+	int rc;
+
+	if (!c || !dgp)
+		return CONNECT_EINVAL;
+	ENTER(c);
+	rc = recv_try(c, dgp);
+	LEAVE(c);
+	return rc;
+}
+
+int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
+{
+	int64_t deadline = cn_deadline(timeout_ms);
+	int rc;
+
+	if (!c || !dgp)
+		return CONNECT_EINVAL;
+	ENTER(c);
+	while ((rc = recv_try(c, dgp)) == CONNECT_EAGAIN) {
+		bool timed_out = false;
+
+		if (!cn_queue_empty(&c->in)) {
+			/* An enqueue is half done: it completes in a few
+			 * instructions of the reader. */
+			sched_yield();
+			continue;
+		}
+		pthread_mutex_lock(&c->lock);
+		atomic_fetch_add(&c->recv_waiters, 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		while (cn_queue_empty(&c->in) && !atomic_load(&c->rx_done) &&
+		       !atomic_load(&c->closing) && !timed_out)
+			timed_out = !cn_cond_wait_until(&c->recv_cv, &c->lock,
+							deadline);
+		atomic_fetch_sub(&c->recv_waiters, 1);
+		pthread_mutex_unlock(&c->lock);
+		if (timed_out) {
+			rc = recv_try(c, dgp);
+			if (rc == CONNECT_EAGAIN)
+				rc = CONNECT_ETIMEDOUT;
+			break;
+		}
+	}
+	LEAVE(c);
+	return rc;
+}
+
+int connect_conn_fd(connect_conn *c)
+{
+	int fd;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	ENTER(c);
+	pthread_mutex_lock(&c->recv_lock);
+	fd = atomic_load(&c->efd);
+	if (fd < 0) {
+		fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fd < 0) {
+			fd = CONNECT_ESYSTEM;
+		} else {
+			atomic_store(&c->efd, fd);
+			atomic_thread_fence(memory_order_seq_cst);
+			/* Published before this look at the queue, so either
+			 * we see the reader's datagram or it sees the fd. */
+			if (!cn_queue_empty(&c->in) ||
+			    atomic_load(&c->rx_done))
+				efd_signal(c);
+		}
+	}
+	pthread_mutex_unlock(&c->recv_lock);
+	LEAVE(c);
+	return fd;
+}
+
+/* ----------------------------------------------------------- inspection */
+
+int connect_conn_error(connect_conn *c, char *buf, size_t len)
+{
+	int code;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	pthread_mutex_lock(&c->lock);
+	code = c->err_code;
+	if (buf && len > 0)
+		snprintf(buf, len, "%s", code ? c->err_reason : "");
+	pthread_mutex_unlock(&c->lock);
+	return code;
+}
+
+static int copy_addr(const char *src, char *buf, size_t len)
+{
+	size_t n;
+
+	if (!buf)
+		return CONNECT_EINVAL;
+	n = strlen(src);
+	if (n >= len)
+		return CONNECT_EINVAL;
+	memcpy(buf, src, n + 1);
+	return CONNECT_OK;
+}
+
+int connect_conn_local_addr(connect_conn *c, char *buf, size_t len)
+{
+	return c ? copy_addr(c->t->local, buf, len) : CONNECT_EINVAL;
+}
+
+int connect_conn_peer_addr(connect_conn *c, char *buf, size_t len)
+{
+	return c ? copy_addr(c->t->peer, buf, len) : CONNECT_EINVAL;
+}
+
+int connect_conn_stat(connect_conn *c, int stat, uint64_t *value)
+{
+	if (!c || !value)
+		return CONNECT_EINVAL;
+	switch (stat) {
+	case CONNECT_STAT_MSGS_SENT:
+		*value = atomic_load(&c->msgs_sent);
+		break;
+	case CONNECT_STAT_BYTES_SENT:
+		*value = atomic_load(&c->bytes_sent);
+		break;
+	case CONNECT_STAT_MSGS_RECV:
+		*value = atomic_load(&c->msgs_recv);
+		break;
+	case CONNECT_STAT_BYTES_RECV:
+		*value = atomic_load(&c->bytes_recv);
+		break;
+	case CONNECT_STAT_SEND_QUEUED:
+		*value = cn_queue_msgs(&c->out);
+		break;
+	case CONNECT_STAT_SEND_QUEUED_BYTES:
+		*value = cn_queue_bytes(&c->out);
+		break;
+	case CONNECT_STAT_RECV_QUEUED:
+		*value = cn_queue_msgs(&c->in);
+		break;
+	case CONNECT_STAT_RECV_QUEUED_BYTES:
+		*value = cn_queue_bytes(&c->in);
+		break;
+	default:
+		return CONNECT_EINVAL;
+	}
+	return CONNECT_OK;
+}
+
+int connect_conn_opt(connect_conn *c, int opt, int64_t *value)
+{
+	if (!c)
+		return CONNECT_EINVAL;
+	return connect_opts_get(&c->opts, opt, value);
+}

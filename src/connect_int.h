@@ -1,0 +1,159 @@
+/*
+ * Private umbrella header: every .c file of the library includes it first.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifndef CONNECT_INT_H
+#define CONNECT_INT_H
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+/* Inline the liburcu queue operations (allowed: we are LGPL-2.1+ too). */
+#define _LGPL_SOURCE
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include <urcu/wfcqueue.h>
+
+#include "connect.h"
+
+#define CN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define CN_UNUSED __attribute__((unused))
+#define CN_CACHELINE 64
+
+/* Longest address text: "[" + INET6_ADDRSTRLEN + "]:" + port + NUL. */
+#define CN_ADDRSTRLEN 80
+/* Longest error reason kept with a connection or listener. */
+#define CN_REASON_LEN 256
+
+/* Wire header: u32 size, u16 version, u16 tag. */
+#define CN_HDR_LEN 8u
+/* Default receive limit on the size field: 4 + 100,000,000. */
+#define CN_SIZE_LIMIT (4u + CONNECT_MAX_PAYLOAD)
+
+static inline void cn_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void cn_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline uint16_t cn_get16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t cn_get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	       ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/*
+ * A datagram: one allocation holding the queue node, the wire header and
+ * the payload, so header and payload go out as one contiguous run of
+ * 8 + len bytes starting at hdr.
+ */
+struct connect_datagram {
+	struct cds_wfcq_node node;
+	uint32_t len;             /* payload length */
+	uint8_t hdr[CN_HDR_LEN];  /* size, version, tag: the wire bytes */
+	uint8_t payload[];
+};
+
+/* Allocate a datagram for `len` payload bytes with the given header fields;
+ * no range checks.  NULL when out of memory. */
+struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
+					   uint16_t tag);
+
+/* Options, as a table indexed by enum connect_opt. */
+#define CN_OPT_MAX 12
+struct connect_opts {
+	int64_t v[CN_OPT_MAX];
+};
+void cn_opts_defaults(struct connect_opts *o);
+/* opts or the defaults. */
+void cn_opts_copy(struct connect_opts *dst, const struct connect_opts *src);
+
+/* Logging through the user's callback (nothing without one). */
+void cn_log(int level, const char *id, const char *fmt, ...) CN_PRINTF(3, 4);
+bool cn_log_enabled(int level);
+
+/* Map an errno value onto a CONNECT_E* code. */
+int cn_err_from_errno(int e);
+
+/* Monotonic clock in milliseconds. */
+int64_t cn_now_ms(void);
+/* Deadline from a timeout (< 0: none, returned as -1). */
+int64_t cn_deadline(int timeout_ms);
+/* Milliseconds left until deadline (-1 for none, 0 when passed). */
+int cn_remaining(int64_t deadline);
+/* Wait on cond until deadline (-1: forever); returns false on timeout. */
+bool cn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
+			int64_t deadline);
+/* Initialize a condition variable on CLOCK_MONOTONIC. */
+int cn_cond_init(pthread_cond_t *c);
+
+/* Start a joinable thread with the given stack size, signals blocked. */
+int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,
+		    size_t stack_size);
+
+/* Addresses. */
+struct sockaddr;
+/* Split "host:port" / "[v6]:port"; CONNECT_EADDR if malformed. */
+int cn_addr_split(const char *addr, char *host, size_t hostlen, char *port,
+		  size_t portlen);
+/* Resolve; *res freed with freeaddrinfo.  CONNECT_EADDR/ENOHOST/... */
+struct addrinfo;
+int cn_addr_resolve(const char *addr, bool passive, struct addrinfo **res);
+/* "1.2.3.4:5" / "[::1]:5". */
+void cn_addr_format(const struct sockaddr *sa, char *buf, size_t len);
+/* Connect a TCP socket to addr within timeout_ms; *fdp is blocking. */
+int cn_tcp_dial(const char *addr, int timeout_ms, int *fdp, char *reason,
+		size_t reasonlen);
+
+/*
+ * Thread-sanitizer hand-off marks.  liburcu 0.13 does its atomics in inline
+ * assembly that TSan cannot see, so each object passed through a wfcqueue is
+ * released before enqueue and acquired after dequeue.  Empty otherwise.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define CN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CN_TSAN 1
+#endif
+#endif
+#ifdef CN_TSAN
+#include <sanitizer/tsan_interface.h>
+#define CN_TSAN_RELEASE(p) __tsan_release((void *)(p))
+#define CN_TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#else
+#define CN_TSAN_RELEASE(p) ((void)(p))
+#define CN_TSAN_ACQUIRE(p) ((void)(p))
+#endif
+
+/* Connections and listeners (conn.c, listener.c). */
+struct cn_transport;
+/* Start reader and writer over an established transport (taken over, also
+ * on failure). */
+int cn_conn_start(connect_conn **connp, struct cn_transport *t,
+		  const struct connect_opts *opts);
+
+#endif /* CONNECT_INT_H */

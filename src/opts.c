@@ -1,0 +1,84 @@
+/*
+ * Connection options: defaults, ranges, get and set.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "connect_int.h"
+
+#include <stdlib.h>
+
+struct opt_range {
+	int64_t def, min, max;
+};
+
+#define CN_BIG (INT64_C(1) << 62)
+
+static const struct opt_range ranges[CN_OPT_MAX] = {
+	[CONNECT_OPT_SEND_QUEUE_BYTES] = { 16 << 20, 1, CN_BIG },
+	[CONNECT_OPT_SEND_QUEUE_MSGS] = { 65536, 1, CN_BIG },
+	[CONNECT_OPT_RECV_QUEUE_BYTES] = { 16 << 20, 1, CN_BIG },
+	[CONNECT_OPT_RECV_QUEUE_MSGS] = { 65536, 1, CN_BIG },
+	[CONNECT_OPT_RECV_MAX_PAYLOAD] = { CONNECT_MAX_PAYLOAD, 1,
+					   CONNECT_MAX_PAYLOAD },
+	[CONNECT_OPT_THREAD_STACK] = { 256 << 10, 64 << 10, 64 << 20 },
+	[CONNECT_OPT_LINGER_MS] = { 5000, 0, INT32_MAX },
+	[CONNECT_OPT_TCP_NODELAY] = { 1, 0, 1 },
+	[CONNECT_OPT_TCP_KEEPALIVE] = { 1, 0, 1 },
+	[CONNECT_OPT_CONNECT_TIMEOUT_MS] = { 10000, 1, INT32_MAX },
+	[CONNECT_OPT_ACCEPT_QUEUE] = { 128, 1, 65536 },
+};
+
+static bool opt_known(int opt)
+{
+	return opt > 0 && opt < CN_OPT_MAX && ranges[opt].max != 0;
+}
+
+void cn_opts_defaults(struct connect_opts *o)
+{
+	for (int i = 0; i < CN_OPT_MAX; i++)
+		o->v[i] = ranges[i].def;
+}
+
+void cn_opts_copy(struct connect_opts *dst, const struct connect_opts *src)
+{
+	if (src)
+		*dst = *src;
+	else
+		cn_opts_defaults(dst);
+}
+
+int connect_opts_new(connect_opts **optsp)
+{
+	struct connect_opts *o;
+
+	if (!optsp)
+		return CONNECT_EINVAL;
+	o = malloc(sizeof(*o));
+	if (!o)
+		return CONNECT_ENOMEM;
+	cn_opts_defaults(o);
+	*optsp = o;
+	return CONNECT_OK;
+}
+
+void connect_opts_free(connect_opts *opts)
+{
+	free(opts);
+}
+
+int connect_opts_set(connect_opts *opts, int opt, int64_t value)
+{
+	if (!opts || !opt_known(opt) || value < ranges[opt].min ||
+	    value > ranges[opt].max)
+		return CONNECT_EINVAL;
+	opts->v[opt] = value;
+	return CONNECT_OK;
+}
+
+int connect_opts_get(const connect_opts *opts, int opt, int64_t *value)
+{
+	if (!opts || !value || !opt_known(opt))
+		return CONNECT_EINVAL;
+	*value = opts->v[opt];
+	return CONNECT_OK;
+}

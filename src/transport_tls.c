@@ -1,0 +1,929 @@
+/*
+ * The TLS transport: a GnuTLS session over a connected TCP socket.
+ *
+ * Copyright (C) 2026 The libconnect developers
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Locking theory.  The reader and the writer each wait for the network on
+ * their own, but GnuTLS code never runs in both at once, and never stops
+ * half-way through a call to wait for the peer:
+ *   - every GnuTLS call on the session runs under t->lock;
+ *   - the pull callback reads with MSG_DONTWAIT: when gnutls_record_recv()
+ *     needs more bytes it returns GNUTLS_E_AGAIN, and the reader drops the
+ *     lock and poll()s;
+ *   - after the handshake the push callback does not write to the socket:
+ *     it appends the encrypted bytes to t->wbuf (under t->lock), and the
+ *     writer sends them once the GnuTLS call has returned, holding only
+ *     t->wlock, which orders the bytes on the socket.
+ * GnuTLS 3.7 needs all of this.  It allows one thread sending and one
+ * receiving, but its TLS 1.3 KeyUpdate handling is not safe with them:
+ * the reply to a peer's KeyUpdate copies the read sequence number from the
+ * current key epoch, so a reader blocked inside gnutls_record_recv() goes
+ * on with a stale one ("Decryption has failed"); and a KeyUpdate handled
+ * by the reader frees key epochs that a writer blocked inside
+ * gnutls_record_send() still uses.
+ *
+ * abort() takes no lock and makes no GnuTLS call: it sets a flag and shuts
+ * the socket down, which wakes the reader's poll() and the writer's
+ * sendmsg(); the descriptor stays open until destroy().
+ *
+ * Records are not corked with gnutls_record_cork(): cork and uncork
+ * overwrite the session's send state, where GnuTLS notes that the peer
+ * asked for a KeyUpdate, and the reply would be lost.  Instead small
+ * writes are gathered into one record-sized buffer here, so each
+ * gnutls_record_send() makes one full record and one system call.
+ */
+#include "connect_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+
+#include "tls.h"
+#include "transport.h"
+
+/* From tls_config.c (to be declared in tls.h). */
+int cn_tls_config_apply(const connect_tls_config *cfg,
+			gnutls_session_t session, int *timeout_ms,
+			int *client_auth);
+
+/* Largest TLS plaintext record. */
+#define TLS_RECORD 16384u
+
+struct tls_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+struct tls_transport {
+	struct cn_transport base;
+	int fd;
+	bool server;
+	gnutls_session_t session;
+	connect_tls_config *cfg;
+	char *server_name;      /* verified name; GnuTLS keeps the pointer */
+	int client_auth;        /* server: enum connect_tls_client_auth */
+	int timeout_ms;         /* handshake */
+	unsigned vstatus;       /* server: client certificate status */
+	atomic_int rd_errno;    /* last socket error seen by pull */
+	atomic_int wr_errno;    /* last socket error seen by push/flush */
+
+	pthread_mutex_t lock;   /* GnuTLS calls; wbuf; fatal */
+	bool buffered;          /* push fills wbuf (after the handshake) */
+	int fatal;              /* first failure of the session */
+	struct tls_buf wbuf;    /* encrypted bytes not yet taken (lock) */
+
+	pthread_mutex_t wlock;  /* writing to the socket, in order */
+	struct tls_buf wout;    /* bytes being written (wlock) */
+
+	uint8_t sbuf[TLS_RECORD]; /* writer: small writes gathered */
+};
+
+static struct tls_transport *tls_of(struct cn_transport *t)
+{
+	return (struct tls_transport *)t;
+}
+
+static const char *tls_errno_str(int e, char *buf, size_t len)
+{
+	return strerror_r(e, buf, len); /* GNU: returns the text */
+}
+
+static bool tls_is_reset(int e)
+{
+	return e == ECONNRESET || e == EPIPE;
+}
+
+/* ---- GnuTLS transport callbacks ---------------------------------------- */
+
+/*
+ * The callbacks leave errno as the system call set it: GnuTLS reads errno
+ * (thread-local) to tell EAGAIN and EINTR from failures.
+ */
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov,
+			int iovcnt)
+{
+	struct tls_transport *t = ptr;
+	struct msghdr msg;
+	size_t total = 0, need;
+	ssize_t n;
+	int i;
+
+	if (t->buffered) {
+		for (i = 0; i < iovcnt; i++)
+			total += iov[i].iov_len;
+		need = t->wbuf.len + total;
+		if (need > t->wbuf.cap) {
+			size_t cap = t->wbuf.cap ? t->wbuf.cap : 4096;
+			uint8_t *p;
+
+			while (cap < need)
+				cap *= 2;
+			p = realloc(t->wbuf.p, cap);
+			if (p == NULL) {
+				errno = ENOMEM;
+				return -1;
+			}
+			t->wbuf.p = p;
+			t->wbuf.cap = cap;
+		}
+		for (i = 0; i < iovcnt; i++) {
+			memcpy(t->wbuf.p + t->wbuf.len, iov[i].iov_base,
+			       iov[i].iov_len);
+			t->wbuf.len += iov[i].iov_len;
+		}
+		return (ssize_t)total;
+	}
+	/* The handshake: one thread, straight to the socket, bounded by
+	 * SO_SNDTIMEO.  MSG_NOSIGNAL: a peer that went away must not raise
+	 * SIGPIPE. */
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = (struct iovec *)(uintptr_t)iov;
+	msg.msg_iovlen = (size_t)iovcnt;
+	do
+		n = sendmsg(t->fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		atomic_store_explicit(&t->wr_errno, errno,
+				      memory_order_relaxed);
+	return n;
+}
+
+/* Never blocks: GnuTLS returns GNUTLS_E_AGAIN and the caller waits. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct tls_transport *t = ptr;
+	ssize_t n;
+
+	do
+		n = recv(t->fd, buf, len, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		atomic_store_explicit(&t->rd_errno, errno,
+				      memory_order_relaxed);
+	return n;
+}
+
+/* Used by GnuTLS during the handshake to bound each wait for the peer. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct tls_transport *t = ptr;
+	struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
+	int64_t deadline = -1;
+	int n, left = -1;
+
+	if (ms != GNUTLS_INDEFINITE_TIMEOUT) {
+		left = ms > INT_MAX ? INT_MAX : (int)ms;
+		deadline = cn_now_ms() + left;
+	}
+	for (;;) {
+		n = poll(&pfd, 1, left);
+		if (n >= 0 || errno != EINTR)
+			return n;
+		if (deadline >= 0) {
+			int64_t rem = deadline - cn_now_ms();
+
+			left = rem > 0 ? (int)rem : 0;
+		}
+	}
+}
+
+/* Wait until fd polls for `events` (or fails); no lock held. */
+static void tls_wait(struct tls_transport *t, short events, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = t->fd, .events = events };
+
+	while (poll(&pfd, 1, timeout_ms) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- error mapping ------------------------------------------------------ */
+
+/* Record the session's failure: the first one wins, and later failures in
+ * either direction report it again (GnuTLS just says "invalid session").
+ * Called with t->lock held. */
+static int tls_fail(struct tls_transport *t, int code, const char *fmt, ...)
+	CN_PRINTF(3, 4);
+
+static int tls_fail(struct tls_transport *t, int code, const char *fmt, ...)
+{
+	char why[CN_REASON_LEN];
+	va_list ap;
+
+	if (atomic_load(&t->base.aborted))
+		return CONNECT_ECLOSED;
+	if (t->fatal != 0)
+		return t->fatal;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	t->fatal = code;
+	cn_transport_set_error(&t->base, code, "%s", why);
+	return code;
+}
+
+/* A socket error; called with t->lock held. */
+static int tls_fail_errno(struct tls_transport *t, int e, bool reading)
+{
+	char ebuf[128];
+
+	if (e == 0)
+		e = EIO;
+	return tls_fail(t, cn_err_from_errno(e), "%s %s: %s",
+			reading ? "recv from" : "send to", t->base.peer,
+			tls_errno_str(e, ebuf, sizeof(ebuf)));
+}
+
+/* A GnuTLS error of an established session (reader: reading == true);
+ * called with t->lock held. */
+static int tls_io_error(struct tls_transport *t, int gerr, bool reading)
+{
+	int e = atomic_load_explicit(reading ? &t->rd_errno : &t->wr_errno,
+				     memory_order_relaxed);
+	const char *name;
+
+	switch (gerr) {
+	case GNUTLS_E_PREMATURE_TERMINATION:
+		if (tls_is_reset(e))
+			return tls_fail_errno(t, e, reading);
+		return tls_fail(t, CONNECT_ETRUNCATED,
+				"peer closed the stream without TLS "
+				"close_notify");
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		name = gnutls_alert_get_name(gnutls_alert_get(t->session));
+		return tls_fail(t, CONNECT_ETLSALERT, "TLS alert received: %s",
+				name != NULL ? name : "unknown alert");
+	case GNUTLS_E_PULL_ERROR:
+	case GNUTLS_E_PUSH_ERROR:
+		return tls_fail_errno(t, e, reading);
+	case GNUTLS_E_MEMORY_ERROR:
+		return tls_fail(t, CONNECT_ENOMEM, "out of memory in GnuTLS");
+	default:
+		return tls_fail(t, CONNECT_ETLS, "TLS error: %s",
+				gnutls_strerror(gerr));
+	}
+}
+
+/* "The certificate is NOT trusted. The certificate issuer is unknown. "
+ * becomes "The certificate issuer is unknown." */
+static void tls_status_text(unsigned status, char *buf, size_t len)
+{
+	static const char prefix[] = "The certificate is NOT trusted. ";
+	gnutls_datum_t out = { NULL, 0 };
+	const char *s = "unknown verification failure";
+	size_t n;
+
+	if (gnutls_certificate_verification_status_print(
+		    status, GNUTLS_CRT_X509, &out, 0) == 0 &&
+	    out.data != NULL) {
+		s = (const char *)out.data;
+		if (strncmp(s, prefix, sizeof(prefix) - 1) == 0 &&
+		    s[sizeof(prefix) - 1] != '\0')
+			s += sizeof(prefix) - 1;
+	}
+	snprintf(buf, len, "%s", s);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == ' ')
+		buf[--n] = '\0';
+	gnutls_free(out.data);
+}
+
+static int tls_verify_error(struct tls_transport *t, char *reason,
+			    size_t len, int *alert)
+{
+	unsigned st = t->server ? t->vstatus :
+				  gnutls_session_get_verify_cert_status(
+					  t->session);
+	const char *who = t->server ? "client certificate" : "certificate";
+	char text[160];
+	int code;
+
+	if (st & GNUTLS_CERT_SIGNER_NOT_FOUND) {
+		code = CONNECT_ETLSUNKNOWNISSUER;
+		*alert = GNUTLS_A_UNKNOWN_CA;
+	} else if (st & GNUTLS_CERT_UNEXPECTED_OWNER) {
+		code = CONNECT_ETLSNAMEMISMATCH;
+		*alert = GNUTLS_A_BAD_CERTIFICATE;
+	} else if (st & GNUTLS_CERT_EXPIRED) {
+		code = CONNECT_ETLSEXPIRED;
+		*alert = GNUTLS_A_CERTIFICATE_EXPIRED;
+	} else if (st & GNUTLS_CERT_NOT_ACTIVATED) {
+		code = CONNECT_ETLSNOTYETVALID;
+		*alert = GNUTLS_A_BAD_CERTIFICATE;
+	} else {
+		code = CONNECT_ETLSBADCERT;
+		*alert = GNUTLS_A_BAD_CERTIFICATE;
+	}
+	tls_status_text(st, text, sizeof(text));
+	if (code == CONNECT_ETLSNAMEMISMATCH && t->server_name != NULL)
+		snprintf(reason, len,
+			 "%s verification failed: %s (expected \"%s\")", who,
+			 text, t->server_name);
+	else
+		snprintf(reason, len, "%s verification failed: %s", who, text);
+	return code;
+}
+
+/*
+ * Map a failed handshake onto a specific code and reason.  *alert is the
+ * alert to send the peer, or -1 for none (the peer is gone, silent, not
+ * speaking TLS, or told us first).
+ */
+static int tls_handshake_error(struct tls_transport *t, int gerr,
+			       char *reason, size_t len, int *alert)
+{
+	int e;
+	char ebuf[128];
+
+	*alert = -1;
+	switch (gerr) {
+	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
+		return tls_verify_error(t, reason, len, alert);
+	case GNUTLS_E_NO_CERTIFICATE_FOUND:
+	case GNUTLS_E_CERTIFICATE_REQUIRED:
+		*alert = GNUTLS_A_CERTIFICATE_REQUIRED;
+		snprintf(reason, len, "%s",
+			 t->server ? "the client sent no certificate, but "
+				     "one is required" :
+				     "the server sent no certificate");
+		return CONNECT_ETLSNOCERT;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED: {
+		const char *name = gnutls_alert_get_name(gnutls_alert_get(
+			t->session));
+
+		snprintf(reason, len, "TLS alert received: %s",
+			 name != NULL ? name : "unknown alert");
+		return CONNECT_ETLSALERT;
+	}
+	case GNUTLS_E_TIMEDOUT:
+		snprintf(reason, len, "TLS handshake timed out after %d ms",
+			 t->timeout_ms);
+		return CONNECT_ETLSHANDSHAKETIMEOUT;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+		/* A TLS peer that refuses us says why with an alert; one that
+		 * just closes or resets the connection did not understand. */
+		e = atomic_load(&t->wr_errno);
+		if (!tls_is_reset(e))
+			e = atomic_load(&t->rd_errno);
+		if (tls_is_reset(e))
+			snprintf(reason, len,
+				 "peer does not speak TLS: it reset the "
+				 "connection during the handshake (%s)",
+				 tls_errno_str(e, ebuf, sizeof(ebuf)));
+		else
+			snprintf(reason, len,
+				 "peer does not speak TLS: it closed the "
+				 "connection during the handshake");
+		return CONNECT_ETLSNOTTLS;
+	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
+	case GNUTLS_E_UNEXPECTED_PACKET:
+	case GNUTLS_E_RECORD_OVERFLOW:
+		snprintf(reason, len, "peer does not speak TLS: %s",
+			 gnutls_strerror(gerr));
+		return CONNECT_ETLSNOTTLS;
+	case GNUTLS_E_PULL_ERROR:
+	case GNUTLS_E_PUSH_ERROR:
+		e = atomic_load(gerr == GNUTLS_E_PULL_ERROR ? &t->rd_errno :
+							      &t->wr_errno);
+		if (e == 0)
+			e = EIO;
+		if (tls_is_reset(e)) {
+			snprintf(reason, len,
+				 "peer does not speak TLS: it reset the "
+				 "connection during the handshake (%s)",
+				 tls_errno_str(e, ebuf, sizeof(ebuf)));
+			return CONNECT_ETLSNOTTLS;
+		}
+		snprintf(reason, len, "during the TLS handshake: %s",
+			 tls_errno_str(e, ebuf, sizeof(ebuf)));
+		return cn_err_from_errno(e);
+	case GNUTLS_E_MEMORY_ERROR:
+		snprintf(reason, len, "out of memory in the TLS handshake");
+		return CONNECT_ENOMEM;
+	default:
+		*alert = gnutls_error_to_alert(gerr, NULL);
+		snprintf(reason, len, "TLS handshake failed: %s",
+			 gnutls_strerror(gerr));
+		return CONNECT_ETLS;
+	}
+}
+
+/* ---- transport operations ---------------------------------------------- */
+
+/*
+ * Write what the push callback gathered, in order, holding no GnuTLS lock
+ * while blocked.  The writer calls it after each GnuTLS call; the reader
+ * only tries (a reader never waits for the writer's socket).
+ * Returns CONNECT_OK or the session's failure.
+ */
+static int tls_flush(struct tls_transport *t, bool try)
+{
+	struct tls_buf tmp;
+	size_t off;
+	ssize_t n;
+	bool more;
+	int e, rc = CONNECT_OK;
+
+	for (;;) {
+		if (try) {
+			if (pthread_mutex_trylock(&t->wlock) != 0)
+				return CONNECT_OK;
+		} else {
+			pthread_mutex_lock(&t->wlock);
+		}
+		for (;;) {
+			pthread_mutex_lock(&t->lock);
+			tmp = t->wout;
+			t->wout = t->wbuf;
+			t->wbuf = tmp;
+			t->wbuf.len = 0;
+			pthread_mutex_unlock(&t->lock);
+			if (t->wout.len == 0)
+				break;
+			for (off = 0; off < t->wout.len; off += (size_t)n) {
+				n = send(t->fd, t->wout.p + off,
+					 t->wout.len - off, MSG_NOSIGNAL);
+				if (n >= 0)
+					continue;
+				e = errno;
+				if (e == EINTR) {
+					n = 0;
+					continue;
+				}
+				atomic_store(&t->wr_errno, e);
+				pthread_mutex_lock(&t->lock);
+				rc = tls_fail_errno(t, e, false);
+				pthread_mutex_unlock(&t->lock);
+				break;
+			}
+			t->wout.len = 0;
+			if (rc != CONNECT_OK)
+				break;
+		}
+		pthread_mutex_unlock(&t->wlock);
+		if (rc != CONNECT_OK)
+			return rc;
+		/* Bytes pushed while we let go of wlock: go again. */
+		pthread_mutex_lock(&t->lock);
+		more = t->wbuf.len > 0;
+		pthread_mutex_unlock(&t->lock);
+		if (!more)
+			return CONNECT_OK;
+	}
+}
+
+static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len)
+{
+	struct tls_transport *t = tls_of(base);
+	bool pushed;
+	ssize_t n;
+
+	for (;;) {
+		if (atomic_load(&t->base.aborted))
+			return CONNECT_ECLOSED;
+		pthread_mutex_lock(&t->lock);
+		n = gnutls_record_recv(t->session, buf, len);
+		if (n < 0 && n != GNUTLS_E_AGAIN &&
+		    n != GNUTLS_E_INTERRUPTED &&
+		    /* TLS 1.2 renegotiation is refused by ignoring it. */
+		    n != GNUTLS_E_REHANDSHAKE &&
+		    n != GNUTLS_E_REAUTH_REQUEST &&
+		    n != GNUTLS_E_WARNING_ALERT_RECEIVED)
+			n = tls_io_error(t, (int)n, true);
+		pushed = t->wbuf.len > 0;
+		pthread_mutex_unlock(&t->lock);
+		/* Not expected after the handshake, but do not strand it. */
+		if (pushed)
+			(void)tls_flush(t, true);
+		if (n >= 0)
+			return n; /* > 0: data; 0: close_notify */
+		switch (n) {
+		case GNUTLS_E_AGAIN:
+			tls_wait(t, POLLIN, -1);
+			continue;
+		case GNUTLS_E_INTERRUPTED:
+		case GNUTLS_E_REHANDSHAKE:
+		case GNUTLS_E_REAUTH_REQUEST:
+		case GNUTLS_E_WARNING_ALERT_RECEIVED:
+			continue;
+		default:
+			return n;
+		}
+	}
+}
+
+/* Encrypt one record's worth of buf (len <= TLS_RECORD) and write it;
+ * returns the plaintext bytes taken or a code. */
+static ssize_t tls_send_record(struct tls_transport *t, const void *buf,
+			       size_t len)
+{
+	ssize_t n;
+	int rc;
+
+	pthread_mutex_lock(&t->lock);
+	do
+		n = gnutls_record_send(t->session, buf, len);
+	while ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) &&
+	       !atomic_load(&t->base.aborted));
+	if (n < 0)
+		n = tls_io_error(t, (int)n, false);
+	pthread_mutex_unlock(&t->lock);
+	rc = tls_flush(t, false);
+	if (n >= 0 && rc != CONNECT_OK)
+		n = rc;
+	return n;
+}
+
+static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
+			 int iovcnt)
+{
+	struct tls_transport *t = tls_of(base);
+	size_t fill = 0, n;
+	int i;
+
+	if (atomic_load(&t->base.aborted))
+		return CONNECT_ECLOSED;
+	for (i = 0; i < iovcnt && iov[i].iov_len == 0; i++)
+		;
+	if (i == iovcnt)
+		return 0;
+	/* A large piece is encrypted straight from the caller's memory. */
+	if (iov[i].iov_len >= TLS_RECORD)
+		return tls_send_record(t, iov[i].iov_base, TLS_RECORD);
+	/* Small pieces (datagram headers, short messages) share a record. */
+	for (; i < iovcnt && fill < TLS_RECORD; i++) {
+		n = iov[i].iov_len;
+		if (n > TLS_RECORD - fill)
+			n = TLS_RECORD - fill;
+		memcpy(t->sbuf + fill, iov[i].iov_base, n);
+		fill += n;
+	}
+	return tls_send_record(t, t->sbuf, fill);
+}
+
+static int tls_shutdown(struct cn_transport *base)
+{
+	struct tls_transport *t = tls_of(base);
+	char ebuf[128];
+	int ret, code;
+
+	if (atomic_load(&t->base.aborted))
+		return CONNECT_ECLOSED;
+	pthread_mutex_lock(&t->lock);
+	do
+		ret = gnutls_bye(t->session, GNUTLS_SHUT_WR);
+	while ((ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) &&
+	       !atomic_load(&t->base.aborted));
+	if (ret < 0)
+		ret = tls_io_error(t, ret, false);
+	pthread_mutex_unlock(&t->lock);
+	code = tls_flush(t, false);
+	if (ret < 0)
+		return ret;
+	if (code != CONNECT_OK)
+		return code;
+	if (shutdown(t->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+		code = cn_err_from_errno(errno);
+		cn_transport_set_error(&t->base, code, "shutdown: %s",
+				       tls_errno_str(errno, ebuf,
+						     sizeof(ebuf)));
+		return code;
+	}
+	/* Closing before the peer has it all could reset it away. */
+	return cn_sock_wait_acked(t->fd, &t->base);
+}
+
+static void tls_abort(struct cn_transport *base)
+{
+	struct tls_transport *t = tls_of(base);
+
+	/* No lock and no GnuTLS call: both threads may be inside.  The flag
+	 * also stops cn_sock_wait_acked().  The peer sees the stream end
+	 * without close_notify (unless shutdown sent one): a truncation,
+	 * never a clean end. */
+	atomic_store(&base->aborted, 1);
+	shutdown(t->fd, SHUT_RDWR);
+}
+
+static void tls_free(struct tls_transport *t)
+{
+	if (t->session != NULL)
+		gnutls_deinit(t->session);
+	if (t->fd >= 0)
+		close(t->fd);
+	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->wlock);
+	free(t->wbuf.p);
+	free(t->wout.p);
+	cn_tls_config_unref(t->cfg);
+	free(t->server_name);
+	free(t);
+}
+
+static void tls_destroy(struct cn_transport *base)
+{
+	tls_free(tls_of(base));
+}
+
+static const struct cn_transport_ops tls_ops = {
+	.name = "tls",
+	.recv = tls_recv,
+	.sendv = tls_sendv,
+	.shutdown = tls_shutdown,
+	.abort = tls_abort,
+	.destroy = tls_destroy,
+};
+
+/* ---- construction and handshake ---------------------------------------- */
+
+static void tls_sockopts(int fd, const struct connect_opts *o)
+{
+	int v;
+
+	v = o->v[CONNECT_OPT_TCP_NODELAY] != 0;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v));
+	v = o->v[CONNECT_OPT_TCP_KEEPALIVE] != 0;
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof(v));
+}
+
+/* Bound blocking writes during the handshake (reads never block); 0
+ * clears. */
+static void tls_send_timeout(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (ms % 1000) * 1000 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static bool tls_is_ip_literal(const char *name)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, name, a) == 1 ||
+	       inet_pton(AF_INET6, name, a) == 1;
+}
+
+/*
+ * The verification callback of a server asking for client certificates.
+ * gnutls_session_set_verify_cert() cannot be used: it fails a handshake
+ * without a client certificate even when the request was optional.
+ */
+static int tls_verify_client(gnutls_session_t session)
+{
+	struct tls_transport *t = gnutls_session_get_ptr(session);
+	unsigned int n = 0, status = 0;
+	int ret;
+
+	if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0)
+		return t->client_auth == CONNECT_TLS_AUTH_REQUIRED ?
+			       GNUTLS_E_CERTIFICATE_REQUIRED :
+			       0;
+	ret = gnutls_certificate_verify_peers2(session, &status);
+	if (ret < 0)
+		return ret;
+	t->vstatus = status;
+	return status != 0 ? GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR : 0;
+}
+
+static int tls_session_setup(struct tls_transport *t, const char *server_name)
+{
+	unsigned flags = GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS;
+	size_t n;
+	int ret;
+
+	/* A client with one certificate sends it even when the server's
+	 * list of CAs does not name its issuer: the server then says why it
+	 * refuses it, instead of "no certificate". */
+	if (t->server)
+		flags |= GNUTLS_SERVER;
+	else
+		flags |= GNUTLS_CLIENT | GNUTLS_FORCE_CLIENT_CERT;
+	ret = gnutls_init(&t->session, flags);
+	if (ret < 0) {
+		t->session = NULL;
+		return ret;
+	}
+	gnutls_session_set_ptr(t->session, t);
+	ret = cn_tls_config_apply(t->cfg, t->session, &t->timeout_ms,
+				  &t->client_auth);
+	if (ret < 0)
+		return ret;
+	gnutls_transport_set_ptr(t->session, t);
+	gnutls_transport_set_vec_push_function(t->session, tls_push);
+	gnutls_transport_set_pull_function(t->session, tls_pull);
+	gnutls_transport_set_pull_timeout_function(t->session,
+						   tls_pull_timeout);
+
+	if (t->server) {
+		if (t->client_auth != CONNECT_TLS_AUTH_NONE)
+			gnutls_session_set_verify_function(t->session,
+							   tls_verify_client);
+		return 0;
+	}
+	if (server_name == NULL) {
+		/* Chain only: every caller in the library names the peer. */
+		gnutls_session_set_verify_cert(t->session, NULL, 0);
+		return 0;
+	}
+	/* "[::1]" names the address ::1. */
+	n = strlen(server_name);
+	if (n >= 2 && server_name[0] == '[' && server_name[n - 1] == ']')
+		t->server_name = strndup(server_name + 1, n - 2);
+	else
+		t->server_name = strdup(server_name);
+	if (t->server_name == NULL)
+		return GNUTLS_E_MEMORY_ERROR;
+	/* SNI carries DNS names only (RFC 6066), never address literals. */
+	if (!tls_is_ip_literal(t->server_name)) {
+		ret = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS,
+					     t->server_name,
+					     strlen(t->server_name));
+		if (ret < 0)
+			return ret;
+	}
+	/* Fails closed: the handshake fails unless chain and name verify. */
+	gnutls_session_set_verify_cert(t->session, t->server_name, 0);
+	return 0;
+}
+
+/*
+ * Before closing after a failed handshake, read what the peer already sent
+ * (bounded): closing with unread input makes the kernel answer with a
+ * reset, and the peer would see "connection reset" before our alert.
+ */
+static void tls_drain(int fd)
+{
+	char buf[4096];
+	int i;
+
+	for (i = 0; i < 16; i++)
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+}
+
+/* Runs before the reader and writer exist: no locking yet. */
+static int tls_handshake(struct tls_transport *t, char *reason, size_t len)
+{
+	int64_t deadline, left;
+	int ret, code, alert;
+
+	tls_send_timeout(t->fd, t->timeout_ms);
+	/* GnuTLS waits for each message through tls_pull_timeout() with
+	 * what is left of this timeout, then fails with GNUTLS_E_TIMEDOUT. */
+	gnutls_handshake_set_timeout(t->session, (unsigned)t->timeout_ms);
+	deadline = cn_now_ms() + t->timeout_ms;
+	for (;;) {
+		ret = gnutls_handshake(t->session);
+		if (ret == 0 || ret == GNUTLS_E_TIMEDOUT ||
+		    gnutls_error_is_fatal(ret))
+			break;
+		/* AGAIN (socket timeout, no data yet), INTERRUPTED, warning
+		 * alerts: go on within the deadline. */
+		left = deadline - cn_now_ms();
+		if (left <= 0) {
+			ret = GNUTLS_E_TIMEDOUT;
+			break;
+		}
+		if (ret == GNUTLS_E_AGAIN)
+			tls_wait(t,
+				 gnutls_record_get_direction(t->session) ?
+					 POLLOUT :
+					 POLLIN,
+				 (int)left);
+	}
+	if (ret == 0) {
+		tls_send_timeout(t->fd, 0);
+		t->buffered = true;
+		return CONNECT_OK;
+	}
+	code = tls_handshake_error(t, ret, reason, len, &alert);
+	/* Tell the peer why, bounded by the socket send timeout. */
+	if (alert >= 0)
+		(void)gnutls_alert_send(t->session, GNUTLS_AL_FATAL,
+					(gnutls_alert_description_t)alert);
+	tls_drain(t->fd);
+	return code;
+}
+
+int cn_tls_transport_new(struct cn_transport **tp, int fd,
+			 connect_tls_config *cfg, const char *server_name,
+			 const struct connect_opts *opts, char *reason,
+			 size_t reasonlen)
+{
+	struct tls_transport *t;
+	struct connect_opts o;
+	char dummy[1];
+	int ret;
+
+	if (reason == NULL || reasonlen == 0) {
+		reason = dummy;
+		reasonlen = sizeof(dummy);
+	}
+	reason[0] = '\0';
+	if (tp == NULL || fd < 0 || cfg == NULL) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(reason, reasonlen, "invalid argument");
+		return CONNECT_EINVAL;
+	}
+	cn_opts_copy(&o, opts);
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		close(fd);
+		snprintf(reason, reasonlen, "out of memory");
+		return CONNECT_ENOMEM;
+	}
+	t->base.ops = &tls_ops;
+	t->fd = fd;
+	t->server = cn_tls_config_role(cfg) == CONNECT_TLS_SERVER;
+	atomic_init(&t->base.aborted, 0);
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->wlock, NULL);
+	atomic_init(&t->rd_errno, 0);
+	atomic_init(&t->wr_errno, 0);
+	cn_tls_config_ref(cfg);
+	t->cfg = cfg;
+
+	tls_sockopts(fd, &o);
+	cn_sock_fill_addrs(fd, &t->base);
+	ret = tls_session_setup(t, t->server ? NULL : server_name);
+	if (ret < 0) {
+		snprintf(reason, reasonlen, "TLS session setup failed: %s",
+			 gnutls_strerror(ret));
+		tls_free(t);
+		return ret == GNUTLS_E_MEMORY_ERROR ? CONNECT_ENOMEM :
+						      CONNECT_ETLS;
+	}
+	ret = tls_handshake(t, reason, reasonlen);
+	if (ret != CONNECT_OK) {
+		tls_free(t);
+		return ret;
+	}
+	*tp = &t->base;
+	return CONNECT_OK;
+}
+
+int connect_tls_client(connect_conn **connp, const char *addr,
+		       const char *server_name, connect_tls_config *cfg,
+		       const connect_opts *opts)
+{
+	struct connect_opts o;
+	struct cn_transport *t;
+	char host[1025], port[32];
+	char reason[CN_REASON_LEN];
+	int fd, ret;
+
+	if (connp == NULL || addr == NULL || cfg == NULL ||
+	    (server_name != NULL && server_name[0] == '\0'))
+		return CONNECT_EINVAL;
+	cn_opts_copy(&o, opts);
+	if (cn_tls_config_role(cfg) != CONNECT_TLS_CLIENT) {
+		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
+		       "%s: not a client TLS configuration", addr);
+		return CONNECT_ETLSCONFIG;
+	}
+	ret = cn_tls_config_check(cfg, reason, sizeof(reason));
+	if (ret != CONNECT_OK) {
+		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE", "%s: %s",
+		       addr, reason);
+		return ret;
+	}
+	if (server_name == NULL) {
+		ret = cn_addr_split(addr, host, sizeof(host), port,
+				    sizeof(port));
+		if (ret != CONNECT_OK)
+			return ret;
+		server_name = host;
+	}
+	reason[0] = '\0';
+	ret = cn_tcp_dial(addr, (int)o.v[CONNECT_OPT_CONNECT_TIMEOUT_MS], &fd,
+			  reason, sizeof(reason));
+	if (ret != CONNECT_OK) {
+		cn_log(CONNECT_LOG_WARN, "CONNECT-DIAL", "%s: %s", addr,
+		       reason[0] != '\0' ? reason : connect_strerror(ret));
+		return ret;
+	}
+	ret = cn_tls_transport_new(&t, fd, cfg, server_name, &o, reason,
+				   sizeof(reason));
+	if (ret != CONNECT_OK) {
+		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
+		       "TLS handshake with %s (%s) failed: %s [%s]", addr,
+		       server_name, reason, connect_err_name(ret));
+		return ret;
+	}
+	return cn_conn_start(connp, t, &o);
+}

@@ -1,0 +1,88 @@
+/*
+ * Small helpers: the monotonic clock, deadlines, condition waits with a
+ * deadline, and library threads with a chosen stack size.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "connect_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <time.h>
+
+int64_t cn_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cn_deadline(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return -1;
+	return cn_now_ms() + timeout_ms;
+}
+
+int cn_remaining(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - cn_now_ms();
+	if (left <= 0)
+		return 0;
+	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+int cn_cond_init(pthread_cond_t *c)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(c, &attr);
+	pthread_condattr_destroy(&attr);
+	return rc;
+}
+
+bool cn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
+			int64_t deadline)
+{
+	struct timespec ts;
+
+	if (deadline < 0) {
+		pthread_cond_wait(c, m);
+		return true;
+	}
+	ts.tv_sec = deadline / 1000;
+	ts.tv_nsec = (deadline % 1000) * 1000000;
+	return pthread_cond_timedwait(c, m, &ts) != ETIMEDOUT;
+}
+
+int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,
+		    size_t stack_size)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int rc;
+
+	if (pthread_attr_init(&attr) != 0)
+		return CONNECT_ETHREAD;
+	pthread_attr_setstacksize(&attr, stack_size);
+	/* Library threads take no signals: the application's handlers run
+	 * on its own threads, and a blocking call in ours is never
+	 * interrupted at random.  The new thread inherits this mask. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(th, &attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc == EAGAIN)
+		return CONNECT_ETHREAD;
+	return rc ? CONNECT_ETHREAD : CONNECT_OK;
+}

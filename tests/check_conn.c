@@ -1,0 +1,1060 @@
+/*
+ * The conformance suite: one set of connection tests, written once and run
+ * over every transport (TCP over 127.0.0.1, TCP over ::1, TLS).  Each
+ * transport gets a TCase whose tests receive the transport as the loop
+ * index (_i).  Tests that speak the wire protocol through a raw socket run
+ * on the TCP transports only.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "connect.h"
+#include "helpers.h"
+
+#define KiB (1024u)
+#define MiB (1024u * 1024u)
+
+/* Threads of the test process when the test started (checked fixture). */
+static int g_threads_baseline;
+
+static void fixture_setup(void)
+{
+	g_threads_baseline = thread_baseline();
+	ck_assert_int_gt(g_threads_baseline, 0);
+}
+
+/* Every test must leave no library thread behind. */
+static void fixture_teardown(void)
+{
+	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
+
+	ck_assert_msg(n == g_threads_baseline,
+		      "%d threads left, %d at the start", n,
+		      g_threads_baseline);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Worker threads: senders and receivers of numbered datagrams             */
+/* ---------------------------------------------------------------------- */
+
+/* A data mismatch found by a receiver (not a library code). */
+#define XFER_BAD 1
+
+struct xfer {
+	pthread_t th;
+	connect_conn *c;
+	uint16_t tag;
+	uint32_t first; /* first sequence number */
+	uint32_t count;
+	size_t len;
+	int wait_ms; /* per send_wait / recv_wait */
+	/* Results, read after joining. */
+	int rc;
+	uint32_t done;
+	char why[200];
+};
+
+static void *sender_main(void *arg)
+{
+	struct xfer *x = arg;
+	connect_datagram *dg;
+	int rc;
+
+	for (uint32_t i = 0; i < x->count; i++) {
+		dg = dg_make_nocheck(x->tag, x->first + i, x->len);
+		if (!dg) {
+			x->rc = CONNECT_ENOMEM;
+			return NULL;
+		}
+		rc = connect_send_wait(x->c, dg, x->wait_ms);
+		if (rc != CONNECT_OK) {
+			connect_datagram_free(dg);
+			x->rc = rc;
+			snprintf(x->why, sizeof(x->why), "send #%u: %s", i,
+				 connect_err_name(rc));
+			return NULL;
+		}
+		x->done++;
+	}
+	x->rc = CONNECT_OK;
+	return NULL;
+}
+
+/* Receive count datagrams of one tag, in sequence. */
+static void *receiver_main(void *arg)
+{
+	struct xfer *x = arg;
+	connect_datagram *dg;
+	int rc;
+
+	for (uint32_t i = 0; i < x->count; i++) {
+		rc = connect_recv_wait(x->c, &dg, x->wait_ms);
+		if (rc != CONNECT_OK) {
+			x->rc = rc;
+			snprintf(x->why, sizeof(x->why), "recv #%u: %s", i,
+				 connect_err_name(rc));
+			return NULL;
+		}
+		if (!dg_check(dg, x->tag, x->first + i, x->len, x->why,
+			      sizeof(x->why))) {
+			connect_datagram_free(dg);
+			x->rc = XFER_BAD;
+			return NULL;
+		}
+		connect_datagram_free(dg);
+		x->done++;
+	}
+	x->rc = CONNECT_OK;
+	return NULL;
+}
+
+static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
+		       uint16_t tag, uint32_t first, uint32_t count, size_t len)
+{
+	memset(x, 0, sizeof(*x));
+	x->c = c;
+	x->tag = tag;
+	x->first = first;
+	x->count = count;
+	x->len = len;
+	x->wait_ms = scaled_ms(20000);
+	x->rc = CONNECT_EINVAL;
+	ck_assert_int_eq(pthread_create(&x->th, NULL, fn, x), 0);
+}
+
+/* Join (with a timeout: a stuck worker fails the test) and check success. */
+static void xfer_join_ok(struct xfer *x, const char *what)
+{
+	ck_assert_msg(join_timeout(x->th, NULL, scaled_ms(60000)) == 0,
+		      "%s: thread did not finish", what);
+	ck_assert_msg(x->rc == CONNECT_OK, "%s: %s (%u of %u done)", what,
+		      x->why, x->done, x->count);
+	ck_assert_uint_eq(x->done, x->count);
+}
+
+/* Receive one datagram on the test thread; fails the test unless OK. */
+static connect_datagram *recv_ok(connect_conn *c)
+{
+	connect_datagram *dg = NULL;
+	int rc = connect_recv_wait(c, &dg, scaled_ms(20000));
+
+	ck_assert_msg(rc == CONNECT_OK, "recv: %s", connect_err_name(rc));
+	return dg;
+}
+
+static void recv_expect(connect_conn *c, uint16_t tag, uint32_t seq,
+			size_t len)
+{
+	char why[200];
+	connect_datagram *dg = recv_ok(c);
+	bool ok = dg_check(dg, tag, seq, len, why, sizeof(why));
+
+	connect_datagram_free(dg);
+	ck_assert_msg(ok, "%s", why);
+}
+
+static void recv_expect_err(connect_conn *c, int want)
+{
+	connect_datagram *dg = NULL;
+	int rc = connect_recv_wait(c, &dg, scaled_ms(10000));
+
+	if (rc == CONNECT_OK)
+		connect_datagram_free(dg);
+	ck_assert_msg(rc == want, "recv: %s, expected %s",
+		      connect_err_name(rc), connect_err_name(want));
+}
+
+/*
+ * Push datagrams of `len` bytes with the non-blocking connect_send until the
+ * pipeline is full: CONNECT_EAGAIN for 500 ms without a break.  Fails the
+ * test if more than `bound` datagrams get through.  Returns how many went.
+ */
+static uint32_t fill_until_stall(connect_conn *c, size_t len, uint32_t bound)
+{
+	int64_t deadline = now_ms() + scaled_ms(30000), since = -1;
+	connect_datagram *dg = NULL;
+	uint32_t sent = 0;
+	int rc;
+
+	for (;;) {
+		if (!dg)
+			dg = dg_make(1, sent, len);
+		rc = connect_send(c, dg);
+		if (rc == CONNECT_OK) {
+			dg = NULL;
+			sent++;
+			since = -1;
+			ck_assert_msg(sent <= bound,
+				      "%u datagrams of %zu bytes accepted "
+				      "and still no CONNECT_EAGAIN",
+				      sent, len);
+			continue;
+		}
+		ck_assert_msg(rc == CONNECT_EAGAIN, "send: %s",
+			      connect_err_name(rc));
+		if (since < 0)
+			since = now_ms();
+		else if (now_ms() - since >= 500)
+			break;
+		ck_assert_msg(now_ms() < deadline, "the sender never stalled");
+		sleep_ms(5);
+	}
+	connect_datagram_free(dg);
+	return sent;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Exchange                                                                */
+/* ---------------------------------------------------------------------- */
+
+START_TEST(echo_hello)
+{
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	struct echo_server *e = echo_start(l, scaled_ms(10000));
+	connect_conn *c = t_dial_ok(t, connect_listener_port(l), NULL);
+	connect_datagram *dg = NULL;
+	uint64_t echoed = 0;
+	size_t unsent = 99;
+
+	ck_assert_int_eq(connect_datagram_new(&dg, 65535, "Hello world!", 12),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_send(c, dg), CONNECT_OK);
+	dg = recv_ok(c);
+	ck_assert_uint_eq(connect_datagram_tag(dg), 65535);
+	ck_assert_uint_eq(connect_datagram_version(dg), 1);
+	ck_assert_uint_eq(connect_datagram_size(dg), 12);
+	ck_assert_mem_eq(connect_datagram_data(dg), "Hello world!", 12);
+	connect_datagram_free(dg);
+
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), &unsent),
+			 CONNECT_OK);
+	ck_assert_uint_eq(unsent, 0);
+	ck_assert_int_eq(echo_stop(e, scaled_ms(10000), &echoed), CONNECT_EEOF);
+	ck_assert_uint_eq(echoed, 1);
+	connect_listener_close(l);
+}
+END_TEST
+
+START_TEST(many_in_order)
+{
+	enum { N = 100000, LEN = 16 };
+	int t = _i;
+	connect_conn *c, *s;
+	struct xfer tx;
+	char why[200];
+
+	t_pair(t, NULL, NULL, &c, &s);
+	xfer_start(&tx, sender_main, c, 7, 0, N, LEN);
+	for (uint32_t i = 0; i < N; i++) {
+		connect_datagram *dg = recv_ok(s);
+		bool ok = dg_check(dg, 7, i, LEN, why, sizeof(why));
+
+		connect_datagram_free(dg);
+		ck_assert_msg(ok, "#%u: %s", i, why);
+	}
+	xfer_join_ok(&tx, "sender");
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	recv_expect_err(s, CONNECT_EEOF);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+START_TEST(threads_share_conn)
+{
+	enum { NT = 4, N = 10000, LEN = 32 };
+	int t = _i;
+	connect_conn *c, *s;
+	struct xfer tx[NT];
+	uint32_t next[NT] = { 0 };
+	connect_datagram *dg;
+	char why[200];
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (int k = 0; k < NT; k++)
+		xfer_start(&tx[k], sender_main, c, (uint16_t)k, 0, N, LEN);
+	for (uint32_t i = 0; i < NT * N; i++) {
+		uint16_t tag;
+		bool ok;
+
+		dg = recv_ok(s);
+		tag = connect_datagram_tag(dg);
+		ck_assert_msg(tag < NT, "unexpected tag %u", tag);
+		ok = dg_check(dg, tag, next[tag], LEN, why, sizeof(why));
+		connect_datagram_free(dg);
+		ck_assert_msg(ok, "thread %u: %s", tag, why);
+		next[tag]++;
+	}
+	for (int k = 0; k < NT; k++) {
+		xfer_join_ok(&tx[k], "sender");
+		ck_assert_uint_eq(next[k], N);
+	}
+	/* Exactly NT * N: nothing more comes. */
+	ck_assert_int_eq(connect_recv_wait(s, &dg, 100), CONNECT_ETIMEDOUT);
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	recv_expect_err(s, CONNECT_EEOF);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+START_TEST(message_sizes)
+{
+	static const size_t sizes[] = {
+		1, 2, 100, 65535, 65536, 65537, 1 * MiB, 16 * MiB,
+	};
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	struct echo_server *e = echo_start(l, scaled_ms(10000));
+	connect_conn *c = t_dial_ok(t, connect_listener_port(l), NULL);
+	connect_datagram *dg;
+	uint64_t echoed = 0;
+	size_t n = sizeof(sizes) / sizeof(sizes[0]);
+
+	for (size_t k = 0; k < n; k++) {
+		dg = dg_make((uint16_t)(100 + k), (uint32_t)k, sizes[k]);
+		ck_assert_int_eq(connect_send_wait(c, dg, scaled_ms(20000)),
+				 CONNECT_OK);
+		recv_expect(c, (uint16_t)(100 + k), (uint32_t)k, sizes[k]);
+	}
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	ck_assert_int_eq(echo_stop(e, scaled_ms(10000), &echoed), CONNECT_EEOF);
+	ck_assert_uint_eq(echoed, n);
+	connect_listener_close(l);
+}
+END_TEST
+
+START_TEST(both_directions)
+{
+	enum { N = 20000, LEN = 64 };
+	int t = _i;
+	connect_conn *c, *s;
+	struct xfer cs, cr, ss, sr;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	xfer_start(&cr, receiver_main, c, 2, 0, N, LEN);
+	xfer_start(&sr, receiver_main, s, 1, 0, N, LEN);
+	xfer_start(&cs, sender_main, c, 1, 0, N, LEN);
+	xfer_start(&ss, sender_main, s, 2, 0, N, LEN);
+	xfer_join_ok(&cs, "client sender");
+	xfer_join_ok(&ss, "server sender");
+	xfer_join_ok(&cr, "client receiver");
+	xfer_join_ok(&sr, "server receiver");
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	recv_expect_err(s, CONNECT_EEOF);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Backpressure                                                            */
+/* ---------------------------------------------------------------------- */
+
+#define SMALLQ (64u * KiB)
+
+/* Both sides with small queues: bounded pipeline. */
+static void pair_small_queues(int t, connect_conn **c, connect_conn **s)
+{
+	connect_opts *o = opts_make(CONNECT_OPT_SEND_QUEUE_BYTES, SMALLQ,
+				    CONNECT_OPT_RECV_QUEUE_BYTES, SMALLQ, 0, 0);
+
+	t_pair(t, o, o, c, s);
+	connect_opts_free(o);
+}
+
+/*
+ * The most the pipeline may absorb while the peer does not read: both
+ * library queues, plus what the kernel's socket buffers hold (on Linux
+ * loopback tcp_rmem may autotune up to 32 MiB, tcp_wmem to 4 MiB).
+ */
+#define PIPE_BOUND_BYTES (2u * SMALLQ + 64u * MiB)
+
+START_TEST(peer_stops_reading)
+{
+	enum { LEN = 4096, MORE = 1000 };
+	int t = _i;
+	size_t rss_allow = 64u * MiB, rss0, rss1;
+	connect_conn *c, *s;
+	uint64_t v = 0;
+	uint32_t sent;
+	struct xfer rx, tx;
+
+	/* ASan keeps freed blocks in a quarantine (256 MiB by default). */
+	if (under_asan())
+		rss_allow += 256u * MiB;
+	pair_small_queues(t, &c, &s);
+	rss0 = rss_bytes();
+	sent = fill_until_stall(c, LEN, PIPE_BOUND_BYTES / LEN);
+	rss1 = rss_bytes();
+	ck_assert_msg(rss1 < rss0 + rss_allow,
+		      "RSS grew by %zu KiB after %u datagrams",
+		      (rss1 - rss0) / KiB, sent);
+	ck_assert_uint_gt(sent, 0);
+
+	/* The library's own queues respect their limits. */
+	ck_assert_int_eq(
+		connect_conn_stat(c, CONNECT_STAT_SEND_QUEUED_BYTES, &v),
+		CONNECT_OK);
+	ck_assert_uint_le(v, SMALLQ + LEN);
+	ck_assert_int_eq(
+		connect_conn_stat(s, CONNECT_STAT_RECV_QUEUED_BYTES, &v),
+		CONNECT_OK);
+	ck_assert_uint_le(v, SMALLQ + 1 * MiB);
+
+	/* The reader resumes: everything arrives, in order, and the flow
+	 * goes on. */
+	xfer_start(&rx, receiver_main, s, 1, 0, sent + MORE, LEN);
+	xfer_start(&tx, sender_main, c, 1, sent, MORE, LEN);
+	xfer_join_ok(&tx, "sender");
+	xfer_join_ok(&rx, "receiver");
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	recv_expect_err(s, CONNECT_EEOF);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Close and end of stream                                                 */
+/* ---------------------------------------------------------------------- */
+
+START_TEST(close_linger_delivers)
+{
+	enum { N = 10000, LEN = 100 };
+	int t = _i;
+	connect_conn *c, *s;
+	size_t unsent = 99;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (uint32_t i = 0; i < N; i++) {
+		connect_datagram *dg = dg_make(3, i, LEN);
+
+		ck_assert_int_eq(connect_send_wait(c, dg, scaled_ms(20000)),
+				 CONNECT_OK);
+	}
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), &unsent),
+			 CONNECT_OK);
+	ck_assert_uint_eq(unsent, 0);
+	for (uint32_t i = 0; i < N; i++)
+		recv_expect(s, 3, i, LEN);
+	recv_expect_err(s, CONNECT_EEOF);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+static bool recv_count_reached(void *arg)
+{
+	connect_conn *s = arg;
+	uint64_t v = 0;
+
+	return connect_conn_stat(s, CONNECT_STAT_MSGS_RECV, &v) ==
+		       CONNECT_OK &&
+	       v >= 1000;
+}
+
+START_TEST(eof_after_drain)
+{
+	enum { N = 1000, LEN = 50 };
+	int t = _i;
+	connect_conn *c, *s;
+	connect_datagram *dg;
+	char text[64];
+	uint64_t v = 0;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (uint32_t i = 0; i < N; i++)
+		ck_assert_int_eq(connect_send(c, dg_make(4, i, LEN)),
+				 CONNECT_OK);
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+
+	/* Everything, and the end of stream, reach the server before it
+	 * takes anything. */
+	ck_assert(wait_for(recv_count_reached, s, scaled_ms(10000)));
+	sleep_ms(100);
+	ck_assert_int_eq(connect_conn_stat(s, CONNECT_STAT_RECV_QUEUED, &v),
+			 CONNECT_OK);
+	ck_assert_uint_eq(v, N);
+	for (uint32_t i = 0; i < N; i++)
+		recv_expect(s, 4, i, LEN);
+	/* Sticky, for every kind of receive. */
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EEOF);
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EEOF);
+	ck_assert_int_eq(connect_recv_wait(s, &dg, 100), CONNECT_EEOF);
+	ck_assert_int_eq(connect_recv_wait(s, &dg, -1), CONNECT_EEOF);
+	ck_assert_int_eq(connect_conn_error(s, text, sizeof(text)), CONNECT_OK);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+struct waiter {
+	pthread_t th;
+	connect_conn *c;
+	connect_datagram *dg; /* for send */
+	atomic_bool entered;
+	int timeout_ms;
+	int rc;
+	int64_t elapsed;
+};
+
+static void *recv_waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	connect_datagram *dg = NULL;
+	int64_t t0 = now_ms();
+
+	atomic_store(&w->entered, true);
+	w->rc = connect_recv_wait(w->c, &dg, w->timeout_ms);
+	w->elapsed = now_ms() - t0;
+	if (w->rc == CONNECT_OK)
+		connect_datagram_free(dg);
+	return NULL;
+}
+
+static void *send_waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	int64_t t0 = now_ms();
+
+	atomic_store(&w->entered, true);
+	w->rc = connect_send_wait(w->c, w->dg, w->timeout_ms);
+	w->elapsed = now_ms() - t0;
+	if (w->rc != CONNECT_OK)
+		connect_datagram_free(w->dg);
+	return NULL;
+}
+
+static bool waiter_entered(void *arg)
+{
+	struct waiter *w = arg;
+
+	return atomic_load(&w->entered);
+}
+
+/* Start w, give it time to block, close its connection, check it woke. */
+static void close_under_waiter(struct waiter *w, void *(*fn)(void *),
+			       size_t *unsent)
+{
+	int64_t t0;
+
+	w->timeout_ms = scaled_ms(20000);
+	w->rc = CONNECT_EINVAL;
+	atomic_init(&w->entered, false);
+	ck_assert_int_eq(pthread_create(&w->th, NULL, fn, w), 0);
+	ck_assert(wait_for(waiter_entered, w, 5000));
+	/* Let it reach the wait (it cannot tell us from inside). */
+	sleep_ms(300);
+	t0 = now_ms();
+	connect_close(w->c, 0, unsent);
+	ck_assert_int_lt(now_ms() - t0, scaled_ms(5000));
+	ck_assert_int_eq(join_timeout(w->th, NULL, scaled_ms(10000)), 0);
+	ck_assert_msg(w->rc == CONNECT_ECLOSED, "waiter got %s",
+		      connect_err_name(w->rc));
+	ck_assert_int_lt(w->elapsed, w->timeout_ms / 2);
+}
+
+START_TEST(close_wakes_recv_wait)
+{
+	int t = _i;
+	connect_conn *c, *s;
+	struct waiter w = { 0 };
+
+	t_pair(t, NULL, NULL, &c, &s);
+	w.c = s;
+	close_under_waiter(&w, recv_waiter_main, NULL);
+	connect_close(c, 0, NULL);
+}
+END_TEST
+
+START_TEST(close_wakes_send_wait)
+{
+	enum { LEN = 4096 };
+	int t = _i;
+	connect_conn *c, *s;
+	struct waiter w = { 0 };
+	size_t unsent = 0;
+
+	pair_small_queues(t, &c, &s);
+	fill_until_stall(c, LEN, PIPE_BOUND_BYTES / LEN);
+	w.c = c;
+	w.dg = dg_make(1, 0, LEN);
+	close_under_waiter(&w, send_waiter_main, &unsent);
+	/* The queue was full when it closed without lingering. */
+	ck_assert_uint_gt(unsent, 0);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Poll descriptor                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* Not readable, allowing one spurious wake-up that recv then clears. */
+static void assert_fd_idle(connect_conn *s, int fd)
+{
+	connect_datagram *dg;
+
+	if (fd_readable(fd, 50) == 1) {
+		ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EAGAIN);
+		ck_assert_int_eq(fd_readable(fd, 50), 0);
+	}
+}
+
+START_TEST(conn_fd_polls)
+{
+	int t = _i;
+	connect_conn *c, *s;
+	connect_datagram *dg;
+	int fd;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	fd = connect_conn_fd(s);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect_conn_fd(s), fd);
+	ck_assert_int_eq(fd_readable(fd, 50), 0);
+
+	ck_assert_int_eq(connect_send(c, dg_make(5, 0, 10)), CONNECT_OK);
+	ck_assert_int_eq(fd_readable(fd, scaled_ms(5000)), 1);
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_OK);
+	connect_datagram_free(dg);
+	assert_fd_idle(s, fd);
+
+	/* Two waiting: readable until both are taken. */
+	ck_assert_int_eq(connect_send(c, dg_make(5, 1, 10)), CONNECT_OK);
+	ck_assert_int_eq(connect_send(c, dg_make(5, 2, 10)), CONNECT_OK);
+	recv_expect(s, 5, 1, 10);
+	ck_assert_int_eq(fd_readable(fd, scaled_ms(5000)), 1);
+	recv_expect(s, 5, 2, 10);
+	assert_fd_idle(s, fd);
+
+	/* End of stream waiting: readable, and stays so (sticky). */
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	ck_assert_int_eq(fd_readable(fd, scaled_ms(5000)), 1);
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EEOF);
+	ck_assert_int_eq(fd_readable(fd, 50), 1);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Misbehaving peers (raw sockets: TCP only)                               */
+/* ---------------------------------------------------------------------- */
+
+/* Write two good frames (tags 1 and 2) on a raw socket. */
+static void raw_two_frames(int fd)
+{
+	uint8_t buf[64];
+	size_t n;
+
+	n = frame_put(buf, 4 + 3, 1, 1, "abc", 3);
+	n += frame_put(buf + n, 4 + 5, 1, 2, "defgh", 5);
+	ck_assert(raw_send_all(fd, buf, n));
+}
+
+static void expect_two_frames(connect_conn *s)
+{
+	connect_datagram *dg = recv_ok(s);
+
+	ck_assert_uint_eq(connect_datagram_tag(dg), 1);
+	ck_assert_uint_eq(connect_datagram_size(dg), 3);
+	ck_assert_mem_eq(connect_datagram_data(dg), "abc", 3);
+	connect_datagram_free(dg);
+	dg = recv_ok(s);
+	ck_assert_uint_eq(connect_datagram_tag(dg), 2);
+	ck_assert_uint_eq(connect_datagram_size(dg), 5);
+	ck_assert_mem_eq(connect_datagram_data(dg), "defgh", 5);
+	connect_datagram_free(dg);
+}
+
+START_TEST(peer_vanishes_mid_frame)
+{
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	connect_conn *s;
+	connect_datagram *dg;
+	uint8_t buf[64];
+	char text[256] = "";
+	int fd;
+
+	fd = raw_dial(t, connect_listener_port(l));
+	s = t_accept_ok(l, scaled_ms(10000));
+	raw_two_frames(fd);
+	/* A header announcing 100 bytes, then only 10 of them. */
+	ck_assert(raw_send_all(fd, buf,
+			       frame_put(buf, 104, 1, 3, "0123456789", 10)));
+	close(fd);
+
+	expect_two_frames(s);
+	recv_expect_err(s, CONNECT_ETRUNCATED);
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_ETRUNCATED);
+	ck_assert_int_eq(connect_conn_error(s, text, sizeof(text)),
+			 CONNECT_ETRUNCATED);
+	ck_assert_msg(text[0] != '\0', "no reason given");
+	connect_close(s, 0, NULL);
+	connect_listener_close(l);
+}
+END_TEST
+
+/* A raw peer sends two good frames then a header with a bad size. */
+static void bad_size_case(int t, connect_listener *l, uint32_t size,
+			  const char *mention)
+{
+	connect_conn *s;
+	connect_datagram *dg;
+	uint8_t buf[64];
+	char text[256] = "";
+	int fd;
+
+	fd = raw_dial(t, connect_listener_port(l));
+	s = t_accept_ok(l, scaled_ms(10000));
+	raw_two_frames(fd);
+	ck_assert(raw_send_all(fd, buf, frame_put(buf, size, 1, 3, "xyz", 3)));
+	/* The socket stays open: the error must come from the size alone. */
+	expect_two_frames(s);
+	recv_expect_err(s, CONNECT_EPROTO);
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EPROTO);
+	ck_assert_int_eq(connect_conn_error(s, text, sizeof(text)),
+			 CONNECT_EPROTO);
+	if (mention)
+		ck_assert_msg(strstr(text, mention),
+			      "error text \"%s\" does not mention %s", text,
+			      mention);
+	else
+		ck_assert_msg(text[0] != '\0', "no reason given");
+	close(fd);
+	connect_close(s, 0, NULL);
+}
+
+START_TEST(oversized_frame)
+{
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	connect_conn *c, *s;
+
+	/* 200,000,000 bytes of payload announced: over the default limit. */
+	bad_size_case(t, l, 4 + 200000000u, "200000004");
+	/* An empty payload (size 4) and a size below the header (3). */
+	bad_size_case(t, l, 4, NULL);
+	bad_size_case(t, l, 3, NULL);
+
+	/* The listener still serves well-behaved clients. */
+	c = t_dial_ok(t, connect_listener_port(l), NULL);
+	s = t_accept_ok(l, scaled_ms(10000));
+	ck_assert_int_eq(connect_send(c, dg_make(9, 1, 20)), CONNECT_OK);
+	recv_expect(s, 9, 1, 20);
+	ck_assert_int_eq(connect_send(s, dg_make(9, 2, 20)), CONNECT_OK);
+	recv_expect(c, 9, 2, 20);
+	connect_close(c, scaled_ms(5000), NULL);
+	connect_close(s, 0, NULL);
+	connect_listener_close(l);
+}
+END_TEST
+
+/* The memory of a frame follows the bytes received, not its header. */
+START_TEST(big_header_little_data)
+{
+	enum { NPEERS = 8 };
+	int t = _i;
+	size_t allow = 64u * MiB, rss0, rss1;
+	connect_listener *l = t_listen_ok(t, NULL);
+	connect_conn *s[NPEERS];
+	connect_datagram *dg;
+	uint8_t buf[64];
+	int fd[NPEERS];
+
+	rss0 = rss_bytes();
+	/* Each peer promises 99,999,000 bytes and sends 10: were the library
+	 * to allocate what is promised, this would take 800 MB. */
+	for (int k = 0; k < NPEERS; k++) {
+		fd[k] = raw_dial(t, connect_listener_port(l));
+		s[k] = t_accept_ok(l, scaled_ms(10000));
+		ck_assert(raw_send_all(fd[k], buf,
+				       frame_put(buf, 4 + 99999000u, 1, 1,
+						 "0123456789", 10)));
+	}
+	sleep_ms(200);
+	rss1 = rss_bytes();
+	for (int k = 0; k < NPEERS; k++)
+		ck_assert_int_eq(connect_recv(s[k], &dg), CONNECT_EAGAIN);
+	ck_assert_msg(rss1 < rss0 + allow, "RSS grew by %zu KiB",
+		      (rss1 - rss0) / KiB);
+	for (int k = 0; k < NPEERS; k++) {
+		close(fd[k]);
+		recv_expect_err(s[k], CONNECT_ETRUNCATED);
+		connect_close(s[k], 0, NULL);
+	}
+	connect_listener_close(l);
+}
+END_TEST
+
+START_TEST(recv_max_payload)
+{
+	int t = _i;
+	connect_opts *o = opts_make(CONNECT_OPT_RECV_MAX_PAYLOAD, 1000, 0, 0,
+				    0, 0);
+	connect_conn *c, *s;
+	char text[256] = "";
+	int64_t v = 0;
+
+	t_pair(t, NULL, o, &c, &s);
+	connect_opts_free(o);
+	ck_assert_int_eq(connect_conn_opt(s, CONNECT_OPT_RECV_MAX_PAYLOAD, &v),
+			 CONNECT_OK);
+	ck_assert_int_eq(v, 1000);
+	ck_assert_int_eq(connect_send(c, dg_make(1, 0, 1000)), CONNECT_OK);
+	ck_assert_int_eq(connect_send(c, dg_make(1, 1, 1001)), CONNECT_OK);
+	recv_expect(s, 1, 0, 1000);
+	recv_expect_err(s, CONNECT_EPROTO);
+	ck_assert_int_eq(connect_conn_error(s, text, sizeof(text)),
+			 CONNECT_EPROTO);
+	ck_assert_msg(strstr(text, "1005") || strstr(text, "1001"),
+		      "error text \"%s\" does not mention the size", text);
+	connect_close(c, 0, NULL);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Introspection                                                           */
+/* ---------------------------------------------------------------------- */
+
+struct stat_probe {
+	connect_conn *c;
+	int stat;
+	uint64_t want;
+};
+
+static bool stat_reached(void *arg)
+{
+	struct stat_probe *p = arg;
+	uint64_t v = 0;
+
+	return connect_conn_stat(p->c, p->stat, &v) == CONNECT_OK &&
+	       v >= p->want;
+}
+
+static uint64_t stat_of(connect_conn *c, int stat)
+{
+	uint64_t v = 0;
+
+	ck_assert_int_eq(connect_conn_stat(c, stat, &v), CONNECT_OK);
+	return v;
+}
+
+START_TEST(stats_counters)
+{
+	enum { N = 100, LEN = 200, BACK = 7 };
+	int t = _i;
+	connect_opts *o = opts_make(CONNECT_OPT_SEND_QUEUE_BYTES, 123456, 0, 0,
+				    0, 0);
+	connect_conn *c, *s;
+	struct stat_probe p;
+	int64_t v = 0;
+
+	t_pair(t, o, NULL, &c, &s);
+	connect_opts_free(o);
+	ck_assert_int_eq(connect_conn_opt(c, CONNECT_OPT_SEND_QUEUE_BYTES, &v),
+			 CONNECT_OK);
+	ck_assert_int_eq(v, 123456);
+	ck_assert_int_eq(connect_conn_opt(s, CONNECT_OPT_SEND_QUEUE_BYTES, &v),
+			 CONNECT_OK);
+	ck_assert_int_eq(v, 16 * MiB);
+	for (int k = CONNECT_STAT_MSGS_SENT;
+	     k <= CONNECT_STAT_RECV_QUEUED_BYTES; k++)
+		ck_assert_uint_eq(stat_of(c, k), 0);
+
+	for (uint32_t i = 0; i < N; i++)
+		ck_assert_int_eq(connect_send(c, dg_make(1, i, LEN)),
+				 CONNECT_OK);
+	p = (struct stat_probe){ s, CONNECT_STAT_RECV_QUEUED, N };
+	ck_assert(wait_for(stat_reached, &p, scaled_ms(10000)));
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_RECV_QUEUED_BYTES), N * LEN);
+	for (uint32_t i = 0; i < N; i++)
+		recv_expect(s, 1, i, LEN);
+	for (uint32_t i = 0; i < BACK; i++)
+		ck_assert_int_eq(connect_send(s, dg_make(2, i, 10)),
+				 CONNECT_OK);
+	for (uint32_t i = 0; i < BACK; i++)
+		recv_expect(c, 2, i, 10);
+
+	p = (struct stat_probe){ s, CONNECT_STAT_MSGS_SENT, BACK };
+	ck_assert(wait_for(stat_reached, &p, scaled_ms(10000)));
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_MSGS_SENT), N);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_BYTES_SENT), N * LEN);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_MSGS_RECV), BACK);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_BYTES_RECV), BACK * 10);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_MSGS_RECV), N);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_BYTES_RECV), N * LEN);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_MSGS_SENT), BACK);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_BYTES_SENT), BACK * 10);
+	for (int k = CONNECT_STAT_SEND_QUEUED;
+	     k <= CONNECT_STAT_RECV_QUEUED_BYTES; k++) {
+		ck_assert_uint_eq(stat_of(c, k), 0);
+		ck_assert_uint_eq(stat_of(s, k), 0);
+	}
+	connect_close(c, scaled_ms(5000), NULL);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/* The port after the last ':' of an address text. */
+static int port_of(const char *addr)
+{
+	const char *colon = strrchr(addr, ':');
+
+	return colon ? atoi(colon + 1) : -1;
+}
+
+START_TEST(addresses)
+{
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	int port = connect_listener_port(l);
+	connect_conn *c = t_dial_ok(t, port, NULL);
+	connect_conn *s = t_accept_ok(l, scaled_ms(10000));
+	char want[64], la[80], cl[80], cp[80], sl[80], sp[80];
+
+	t_addr(t, port, want, sizeof(want));
+	ck_assert_int_eq(connect_listener_addr(l, la, sizeof(la)), CONNECT_OK);
+	ck_assert_str_eq(la, want);
+	ck_assert_int_eq(connect_conn_local_addr(c, cl, sizeof(cl)),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_conn_peer_addr(c, cp, sizeof(cp)),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_conn_local_addr(s, sl, sizeof(sl)),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_conn_peer_addr(s, sp, sizeof(sp)),
+			 CONNECT_OK);
+	ck_assert_str_eq(cp, want);
+	ck_assert_str_eq(sl, want);
+	ck_assert_str_eq(cl, sp);
+	ck_assert_int_gt(port_of(cl), 0);
+	ck_assert_int_ne(port_of(cl), port);
+	ck_assert_msg(strncmp(cl, t == T_TCP6 ? "[::1]:" : "127.0.0.1:",
+			      t == T_TCP6 ? 6 : 10) == 0,
+		      "local address %s", cl);
+	/* Too small a buffer is refused, not truncated silently. */
+	ck_assert_int_eq(connect_conn_peer_addr(c, cp, 4), CONNECT_EINVAL);
+	connect_close(c, 0, NULL);
+	connect_close(s, 0, NULL);
+	connect_listener_close(l);
+}
+END_TEST
+
+START_TEST(threads_joined)
+{
+	enum { NP = 5 };
+	int t = _i;
+	int base = thread_baseline(), with_listener, with_conns;
+	connect_listener *l = t_listen_ok(t, NULL);
+	connect_conn *c[NP], *s[NP];
+
+	with_listener = thread_count();
+	ck_assert_int_gt(with_listener, base);
+	for (int k = 0; k < NP; k++) {
+		c[k] = t_dial_ok(t, connect_listener_port(l), NULL);
+		s[k] = t_accept_ok(l, scaled_ms(10000));
+		ck_assert_int_eq(connect_send(c[k], dg_make(1, k, 8)),
+				 CONNECT_OK);
+		recv_expect(s[k], 1, k, 8);
+	}
+	with_conns = thread_count();
+	/* Two library threads per connection (reader and writer). */
+	if (t != T_TLS)
+		ck_assert_int_eq(with_conns - with_listener, NP * 2 * 2);
+	else
+		ck_assert_int_ge(with_conns - with_listener, NP * 2 * 2);
+	connect_listener_close(l);
+	for (int k = 0; k < NP; k++) {
+		connect_close(c[k], scaled_ms(5000), NULL);
+		connect_close(s[k], 0, NULL);
+	}
+	ck_assert_int_eq(threads_settle(base, scaled_ms(5000)), base);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+
+static bool have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+static void add_tests(TCase *tc, int t)
+{
+#define ADD(fn) tcase_add_loop_test(tc, fn, t, t + 1)
+	ADD(echo_hello);
+	ADD(many_in_order);
+	ADD(threads_share_conn);
+	ADD(message_sizes);
+	ADD(both_directions);
+	ADD(peer_stops_reading);
+	ADD(close_linger_delivers);
+	ADD(eof_after_drain);
+	ADD(close_wakes_recv_wait);
+	ADD(close_wakes_send_wait);
+	ADD(conn_fd_polls);
+	ADD(recv_max_payload);
+	ADD(stats_counters);
+	ADD(addresses);
+	ADD(threads_joined);
+	if (t_is_raw(t)) {
+		ADD(peer_vanishes_mid_frame);
+		ADD(oversized_frame);
+		ADD(big_header_little_data);
+	}
+#undef ADD
+}
+
+static Suite *conn_suite(void)
+{
+	Suite *s = suite_create("conn");
+
+	for (int t = 0; t < T_COUNT; t++) {
+		TCase *tc;
+
+		if (t == T_TCP6 && !have_ipv6_loopback()) {
+			fprintf(stderr, "check_conn: no ::1, tcp6 skipped\n");
+			continue;
+		}
+		tc = tcase_create(t_name(t));
+		tcase_set_timeout(tc, 60);
+		tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
+		add_tests(tc, t);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(conn_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
