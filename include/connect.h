@@ -304,7 +304,9 @@ CONNECT_API int connect_tcp_client(connect_conn **connp, const char *addr,
  *                    connect_send_wait());
  *   CONNECT_ECLOSED  connect_close() has begun;
  *   another code     the writer failed earlier (CONNECT_ECONNRESET,
- *                    CONNECT_EIO, a TLS code...): nothing more can be sent.
+ *                    CONNECT_EIO, a TLS code...), or the peer sent a
+ *                    malformed frame (CONNECT_EPROTO): nothing more can be
+ *                    sent.
  */
 CONNECT_API int connect_send(connect_conn *conn, connect_datagram *dg);
 
@@ -332,8 +334,10 @@ CONNECT_API int connect_send_wait(connect_conn *conn, connect_datagram *dg,
  *                       gives the details;
  *   CONNECT_ECLOSED     connect_close() has begun.
  * End of stream and errors are sticky: later calls return them again.
- * A failed stream (protocol error, truncation) does not stop the writer:
- * sending goes on until the writer itself fails or connect_close().
+ * After a truncated stream or an I/O error sending goes on until the writer
+ * fails by itself; a protocol error (a malformed frame: the peer is broken
+ * and the stream cannot be resynchronized) cuts the connection at once, and
+ * connect_send() then returns CONNECT_EPROTO too.
  */
 CONNECT_API int connect_recv(connect_conn *conn, connect_datagram **dgp);
 

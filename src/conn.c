@@ -63,7 +63,7 @@ struct connect_conn {
 	_Atomic int flush;   /* writer: write what is queued, then end */
 	_Atomic int stop;    /* writer: stop now (the stream is cut) */
 	_Atomic int rx_done; /* reader's final code (EEOF or error), or 0 */
-	_Atomic int tx_err;  /* writer's failure, or 0 */
+	_Atomic int tx_err;  /* why nothing more can be sent, or 0 */
 	bool writer_done;    /* under lock */
 	bool clean;          /* under lock: flushed and ended cleanly */
 	int shutdown_rc;     /* under lock: result of the clean shutdown */
@@ -94,6 +94,14 @@ static void set_error(struct connect_conn *c, int code, const char *reason)
 	pthread_mutex_unlock(&c->lock);
 	cn_log(CONNECT_LOG_WARN, "CONNECT-CONN", "%s: %s (%s)", c->t->peer,
 	       connect_strerror(code), reason ? reason : "");
+}
+
+/* Record why sending stopped; the first cause stays. */
+static void set_tx_err(struct connect_conn *c, int code)
+{
+	int zero = 0;
+
+	atomic_compare_exchange_strong(&c->tx_err, &zero, code);
 }
 
 /* Wake the sleepers of one condition if its announced count says so. */
@@ -171,7 +179,7 @@ static int write_batch(struct connect_conn *c, struct connect_datagram **dg,
 	/* Published before the room is: a sender woken by it must not
 	 * queue behind a dead writer. */
 	if (rc)
-		atomic_store(&c->tx_err, rc);
+		set_tx_err(c, rc);
 	for (int i = 0; i < cnt; i++) {
 		bytes += dg[i]->len;
 		if (i < done)
@@ -269,7 +277,7 @@ static void *writer_main(void *arg)
 		set_error(c, rc, reason);
 	}
 	if (rc)
-		atomic_store(&c->tx_err, rc);
+		set_tx_err(c, rc);
 	pthread_mutex_lock(&c->lock);
 	c->writer_done = true;
 	pthread_cond_broadcast(&c->close_cv);
@@ -364,6 +372,15 @@ static void *reader_main(void *arg)
 	free(buf);
 	if (final != CONNECT_EEOF && final != CONNECT_ECLOSED)
 		set_error(c, final, reason);
+	if (final == CONNECT_EPROTO) {
+		/* Past a malformed frame the stream cannot be resynchronized
+		 * and the peer is broken: cut the connection now (the peer
+		 * learns at once, instead of when the application closes),
+		 * and make sends report why. */
+		set_tx_err(c, final);
+		c->t->ops->abort(c->t);
+		wake_all(c);
+	}
 	/* Published after the last push: a consumer that sees rx_done and
 	 * then finds the queue empty has everything. */
 	atomic_store(&c->rx_done, final);

@@ -124,6 +124,36 @@ static void *receiver_main(void *arg)
 	return NULL;
 }
 
+/* As receiver_main, pausing 1 ms after each datagram: a slow reader keeps
+ * the sender's data in flight, in its socket buffers. */
+static void *slow_receiver_main(void *arg)
+{
+	struct xfer *x = arg;
+	connect_datagram *dg;
+	int rc;
+
+	for (uint32_t i = 0; i < x->count; i++) {
+		rc = connect_recv_wait(x->c, &dg, x->wait_ms);
+		if (rc != CONNECT_OK) {
+			x->rc = rc;
+			snprintf(x->why, sizeof(x->why), "recv #%u: %s", i,
+				 connect_err_name(rc));
+			return NULL;
+		}
+		if (!dg_check(dg, x->tag, x->first + i, x->len, x->why,
+			      sizeof(x->why))) {
+			connect_datagram_free(dg);
+			x->rc = XFER_BAD;
+			return NULL;
+		}
+		connect_datagram_free(dg);
+		x->done++;
+		sleep_ms(1);
+	}
+	x->rc = CONNECT_OK;
+	return NULL;
+}
+
 static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
 		       uint16_t tag, uint32_t first, uint32_t count, size_t len)
 {
@@ -456,6 +486,77 @@ START_TEST(close_linger_delivers)
 }
 END_TEST
 
+/*
+ * Close with a linger delivers everything even when this side never read
+ * what the peer sent: unread input must not turn the close into a reset
+ * that destroys output still in flight.
+ */
+START_TEST(close_linger_unread_input)
+{
+	enum { N = 192, LEN = 65536 };
+	int t = _i;
+	connect_opts *small = opts_make(CONNECT_OPT_RECV_QUEUE_BYTES, 65536,
+					CONNECT_OPT_RECV_QUEUE_MSGS, 16, 0, 0);
+	connect_conn *c, *s;
+	struct xfer rx;
+	size_t unsent = 99;
+
+	/* s stops reading early (tiny inbound queue, nobody pops), so input
+	 * stays unread in its socket; c reads slowly, so s's output is still
+	 * in flight when s closes. */
+	t_pair(t, small, small, &c, &s);
+	for (uint32_t i = 0; i < 64; i++)
+		ck_assert_int_eq(connect_send_wait(c, dg_make(1, i, LEN),
+						   scaled_ms(20000)),
+				 CONNECT_OK);
+	xfer_start(&rx, slow_receiver_main, c, 2, 0, N, LEN);
+	for (uint32_t i = 0; i < N; i++)
+		ck_assert_int_eq(connect_send_wait(s, dg_make(2, i, LEN),
+						   scaled_ms(20000)),
+				 CONNECT_OK);
+	ck_assert_int_eq(connect_close(s, scaled_ms(30000), &unsent),
+			 CONNECT_OK);
+	ck_assert_uint_eq(unsent, 0);
+	xfer_join_ok(&rx, "slow receiver");
+	recv_expect_err(c, CONNECT_EEOF);
+	connect_close(c, 0, NULL);
+	connect_opts_free(small);
+}
+END_TEST
+
+/* Linger 0 cuts the stream: the peer must not see a clean end. */
+START_TEST(close_linger0_cuts)
+{
+	int t = _i;
+	connect_conn *c, *s;
+	connect_datagram *dg = NULL;
+	size_t unsent = 0;
+	int rc;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (uint32_t i = 0; i < 2000; i++)
+		ck_assert_int_eq(connect_send_wait(c, dg_make(4, i, 1000),
+						   scaled_ms(20000)),
+				 CONNECT_OK);
+	rc = connect_close(c, 0, &unsent);
+	ck_assert_msg(rc == CONNECT_OK || rc == CONNECT_ETIMEDOUT, "close: %s",
+		      connect_err_name(rc));
+	ck_assert(rc == CONNECT_OK || unsent > 0);
+	/* Whatever arrived is intact and in order; then an error, not EOF. */
+	for (uint32_t i = 0;; i++) {
+		rc = connect_recv_wait(s, &dg, scaled_ms(10000));
+		if (rc != CONNECT_OK)
+			break;
+		ck_assert_uint_eq(dg_seq(dg), i);
+		connect_datagram_free(dg);
+	}
+	ck_assert_msg(rc != CONNECT_EEOF && rc != CONNECT_ETIMEDOUT,
+		      "peer saw %s after a linger-0 close",
+		      connect_err_name(rc));
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
 static bool recv_count_reached(void *arg)
 {
 	connect_conn *s = arg;
@@ -649,6 +750,48 @@ START_TEST(conn_fd_polls)
 }
 END_TEST
 
+/*
+ * Many rounds of a burst drained with connect_recv: once recv says
+ * CONNECT_EAGAIN, the descriptor must not stay readable (an event loop
+ * would spin), whatever the reader thread was doing meanwhile.
+ */
+START_TEST(conn_fd_clears)
+{
+	int t = _i;
+	connect_conn *c, *s;
+	connect_datagram *dg;
+	int fd, rc;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	fd = connect_conn_fd(s);
+	ck_assert_int_ge(fd, 0);
+	for (uint32_t round = 0; round < 200; round++) {
+		uint32_t got = 0;
+
+		for (uint32_t i = 0; i < 50; i++)
+			ck_assert_int_eq(connect_send(c, dg_make(6, i, 10)),
+					 CONNECT_OK);
+		while (got < 50) {
+			ck_assert_int_eq(fd_readable(fd, scaled_ms(5000)), 1);
+			while ((rc = connect_recv(s, &dg)) == CONNECT_OK) {
+				ck_assert_uint_eq(dg_seq(dg), got);
+				connect_datagram_free(dg);
+				got++;
+			}
+			ck_assert_int_eq(rc, CONNECT_EAGAIN);
+		}
+		/* Nothing more is coming.  The reader may still signal the
+		 * last chunk late; give it time, then one more look must
+		 * leave the descriptor idle. */
+		sleep_ms(2);
+		ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EAGAIN);
+		ck_assert_int_eq(fd_readable(fd, 0), 0);
+	}
+	connect_close(c, 0, NULL);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------- */
 /* Misbehaving peers (raw sockets: TCP only)                               */
 /* ---------------------------------------------------------------------- */
@@ -734,8 +877,15 @@ static void bad_size_case(int t, connect_listener *l, uint32_t size,
 			      mention);
 	else
 		ck_assert_msg(text[0] != '\0', "no reason given");
+	/* The connection is cut: sending says why, and the raw peer sees
+	 * the reset at once, without waiting for connect_close(). */
+	dg = dg_make(1, 1, 10);
+	ck_assert_int_eq(connect_send(s, dg), CONNECT_EPROTO);
+	connect_datagram_free(dg);
+	ck_assert_int_eq(fd_readable(fd, scaled_ms(5000)), 1);
+	ck_assert_int_lt(recv(fd, buf, sizeof(buf), 0), 1);
 	close(fd);
-	connect_close(s, 0, NULL);
+	ck_assert_int_eq(connect_close(s, 0, NULL), CONNECT_EPROTO);
 }
 
 START_TEST(oversized_frame)
@@ -1012,10 +1162,13 @@ static void add_tests(TCase *tc, int t)
 	ADD(both_directions);
 	ADD(peer_stops_reading);
 	ADD(close_linger_delivers);
+	ADD(close_linger_unread_input);
+	ADD(close_linger0_cuts);
 	ADD(eof_after_drain);
 	ADD(close_wakes_recv_wait);
 	ADD(close_wakes_send_wait);
 	ADD(conn_fd_polls);
+	ADD(conn_fd_clears);
 	ADD(recv_max_payload);
 	ADD(stats_counters);
 	ADD(addresses);
