@@ -39,6 +39,7 @@ struct handshake {
 	int fd;     /* the socket, owned by the handshake */
 	int dupfd;  /* our own reference to it, to shut it down on close */
 	bool done;  /* under l->lock */
+	char peer[CN_ADDRSTRLEN]; /* taken at accept: the peer may vanish */
 	struct handshake *next;
 };
 
@@ -156,13 +157,8 @@ static void *handshake_main(void *arg)
 		start_conn(l, t, h);
 		return NULL;
 	} else {
-		char peer[CN_ADDRSTRLEN] = "?";
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
+		const char *peer = h->peer;
 
-		if (getpeername(h->dupfd, (struct sockaddr *)&ss, &len) == 0)
-			cn_addr_format((struct sockaddr *)&ss, peer,
-				       sizeof(peer));
 		pthread_mutex_lock(&l->lock);
 		l->tls_failures++;
 		l->tls_last_err = rc;
@@ -202,7 +198,8 @@ static void reap_handshakes(struct connect_listener *l, bool all)
 	}
 }
 
-static void start_handshake(struct connect_listener *l, int fd)
+static void start_handshake(struct connect_listener *l, int fd,
+			    const struct sockaddr *peer)
 {
 	struct handshake *h = calloc(1, sizeof(*h));
 	int rc;
@@ -212,6 +209,7 @@ static void start_handshake(struct connect_listener *l, int fd)
 		close(fd);
 		return;
 	}
+	cn_addr_format(peer, h->peer, sizeof(h->peer));
 	h->l = l;
 	h->fd = fd;
 	/* Listed before it starts: it may finish (and mark itself done)
@@ -268,6 +266,8 @@ static void *accept_main(void *arg)
 			{ .fd = l->fd, .events = POLLIN },
 			{ .fd = l->wake_fd, .events = POLLIN },
 		};
+		struct sockaddr_storage ss;
+		socklen_t sslen = sizeof(ss);
 		int fd, n;
 
 		n = poll(pfd, 2, 1000);
@@ -276,7 +276,8 @@ static void *accept_main(void *arg)
 		reap_handshakes(l, false);
 		if (n <= 0 || !(pfd[0].revents & POLLIN))
 			continue;
-		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
+			     SOCK_CLOEXEC);
 		if (fd < 0) {
 			int e = errno;
 
@@ -291,7 +292,7 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		if (l->tls) {
-			start_handshake(l, fd);
+			start_handshake(l, fd, (struct sockaddr *)&ss);
 		} else {
 			struct cn_transport *t;
 

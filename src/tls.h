@@ -21,6 +21,18 @@ int cn_tls_config_check(const connect_tls_config *cfg, char *reason,
 			size_t len);
 
 /*
+ * Give a new session the configuration's credentials, priorities and
+ * client-authentication request; report its handshake timeout and client
+ * authentication mode.  Returns 0 or a GnuTLS error.  (The session type is
+ * spelled as GnuTLS defines gnutls_session_t, so that this header needs no
+ * GnuTLS include.)
+ */
+struct gnutls_session_int;
+int cn_tls_config_apply(const connect_tls_config *cfg,
+			struct gnutls_session_int *session, int *timeout_ms,
+			int *client_auth);
+
+/*
  * Run a TLS handshake on the connected blocking socket `fd` (taken over,
  * also on failure: closed then) within the configuration's handshake
  * timeout, and build the TLS transport.  Client: server_name is the name

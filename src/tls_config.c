@@ -39,11 +39,6 @@ struct connect_tls_config {
 	int handshake_timeout_ms;
 };
 
-/* Shared with transport_tls.c (to be declared in tls.h). */
-int cn_tls_config_apply(const connect_tls_config *cfg,
-			gnutls_session_t session, int *timeout_ms,
-			int *client_auth);
-
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_err;
 static atomic_bool tls_log_installed;

@@ -6,8 +6,11 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Locking theory: `recv` is called only by the reader thread, `sendv` and
- * `shutdown` only by the writer thread; the two may run at the same time (for
- * TLS: GnuTLS allows one thread sending and one receiving on a session).
+ * `shutdown` only by the writer thread; the two may run at the same time.
+ * (For TLS this takes care: GnuTLS 3.7 allows one thread sending and one
+ * receiving on a session, except while a TLS 1.3 key update is handled, so
+ * transport_tls.c keeps every GnuTLS call under one lock and never waits
+ * for the network inside one; see its locking comment.)
  * `abort` may be called from any thread at any time, concurrently with all
  * of them, and more than once.  `destroy` is called once, after the reader
  * and writer threads have been joined.

@@ -54,11 +54,6 @@
 #include "tls.h"
 #include "transport.h"
 
-/* From tls_config.c (to be declared in tls.h). */
-int cn_tls_config_apply(const connect_tls_config *cfg,
-			gnutls_session_t session, int *timeout_ms,
-			int *client_auth);
-
 /* Largest TLS plaintext record. */
 #define TLS_RECORD 16384u
 

@@ -48,4 +48,8 @@ rot_upper=NOPQRSTUVWXYZABCDEFGHIJKLM
 rot_lower=nopqrstuvwxyzabcdefghijklm
 sed "4,6y/$upper$lower/$rot_upper$rot_lower/" server.pem > garbled.pem
 
+# certtool writes keys 0600; these are public test keys, readable by any
+# user who builds and tests the tree.
+chmod 644 ./*-key.pem
+
 echo "certificates written to $(pwd)"
