@@ -107,6 +107,8 @@ ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt,
 		      struct cn_transport *t);
 /* recv() retrying EINTR; returns bytes, 0 at EOF, or a CONNECT_E* code. */
 ssize_t cn_sock_recv(int fd, void *buf, size_t len, struct cn_transport *t);
+/* TCP_NODELAY and SO_KEEPALIVE as the options say (best effort). */
+void cn_sock_apply_opts(int fd, const struct connect_opts *opts);
 /* Fill t->local and t->peer from the socket. */
 void cn_sock_fill_addrs(int fd, struct cn_transport *t);
 /* After shutdown(SHUT_WR): wait until the peer acknowledged everything we

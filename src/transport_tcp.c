@@ -97,6 +97,17 @@ ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt,
 	return sock_fail(t, "send to", errno);
 }
 
+void cn_sock_apply_opts(int fd, const struct connect_opts *opts)
+{
+	int nodelay = opts->v[CONNECT_OPT_TCP_NODELAY] != 0;
+	int keepalive = opts->v[CONNECT_OPT_TCP_KEEPALIVE] != 0;
+
+	/* Best effort: a socket that refuses these still works. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive,
+		   sizeof(keepalive));
+}
+
 void cn_sock_fill_addrs(int fd, struct cn_transport *t)
 {
 	struct sockaddr_storage ss;
@@ -223,19 +234,13 @@ int cn_tcp_transport_new(struct cn_transport **tp, int fd,
 			 const struct connect_opts *opts)
 {
 	struct tcp_transport *tt;
-	int one = 1, nodelay, keepalive;
 
 	tt = calloc(1, sizeof(*tt));
 	if (!tt) {
 		close(fd);
 		return CONNECT_ENOMEM;
 	}
-	nodelay = opts->v[CONNECT_OPT_TCP_NODELAY] ? one : 0;
-	keepalive = opts->v[CONNECT_OPT_TCP_KEEPALIVE] ? one : 0;
-	/* Best effort: a socket that refuses these still works. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive,
-		   sizeof(keepalive));
+	cn_sock_apply_opts(fd, opts);
 	tt->base.ops = &tcp_ops;
 	tt->fd = fd;
 	cn_sock_fill_addrs(fd, &tt->base);

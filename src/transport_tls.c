@@ -644,16 +644,6 @@ static const struct cn_transport_ops tls_ops = {
 
 /* ---- construction and handshake ---------------------------------------- */
 
-static void tls_sockopts(int fd, const struct connect_opts *o)
-{
-	int v;
-
-	v = o->v[CONNECT_OPT_TCP_NODELAY] != 0;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v));
-	v = o->v[CONNECT_OPT_TCP_KEEPALIVE] != 0;
-	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof(v));
-}
-
 /* Bound blocking writes during the handshake (reads never block); 0
  * clears. */
 static void tls_send_timeout(int fd, int ms)
@@ -853,7 +843,7 @@ int cn_tls_transport_new(struct cn_transport **tp, int fd,
 	cn_tls_config_ref(cfg);
 	t->cfg = cfg;
 
-	tls_sockopts(fd, &o);
+	cn_sock_apply_opts(fd, &o);
 	cn_sock_fill_addrs(fd, &t->base);
 	ret = tls_session_setup(t, t->server ? NULL : server_name);
 	if (ret < 0) {

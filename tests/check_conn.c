@@ -64,6 +64,7 @@ struct xfer {
 	uint32_t count;
 	size_t len;
 	int wait_ms; /* per send_wait / recv_wait */
+	int pause_ms; /* receiver: pause after each datagram (slow reader) */
 	/* Results, read after joining. */
 	int rc;
 	uint32_t done;
@@ -119,43 +120,16 @@ static void *receiver_main(void *arg)
 		}
 		connect_datagram_free(dg);
 		x->done++;
+		if (x->pause_ms)
+			sleep_ms(x->pause_ms);
 	}
 	x->rc = CONNECT_OK;
 	return NULL;
 }
 
-/* As receiver_main, pausing 1 ms after each datagram: a slow reader keeps
- * the sender's data in flight, in its socket buffers. */
-static void *slow_receiver_main(void *arg)
-{
-	struct xfer *x = arg;
-	connect_datagram *dg;
-	int rc;
-
-	for (uint32_t i = 0; i < x->count; i++) {
-		rc = connect_recv_wait(x->c, &dg, x->wait_ms);
-		if (rc != CONNECT_OK) {
-			x->rc = rc;
-			snprintf(x->why, sizeof(x->why), "recv #%u: %s", i,
-				 connect_err_name(rc));
-			return NULL;
-		}
-		if (!dg_check(dg, x->tag, x->first + i, x->len, x->why,
-			      sizeof(x->why))) {
-			connect_datagram_free(dg);
-			x->rc = XFER_BAD;
-			return NULL;
-		}
-		connect_datagram_free(dg);
-		x->done++;
-		sleep_ms(1);
-	}
-	x->rc = CONNECT_OK;
-	return NULL;
-}
-
-static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
-		       uint16_t tag, uint32_t first, uint32_t count, size_t len)
+static void xfer_start_paced(struct xfer *x, void *(*fn)(void *),
+			     connect_conn *c, uint16_t tag, uint32_t first,
+			     uint32_t count, size_t len, int pause_ms)
 {
 	memset(x, 0, sizeof(*x));
 	x->c = c;
@@ -164,8 +138,15 @@ static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
 	x->count = count;
 	x->len = len;
 	x->wait_ms = scaled_ms(20000);
+	x->pause_ms = pause_ms;
 	x->rc = CONNECT_EINVAL;
 	ck_assert_int_eq(pthread_create(&x->th, NULL, fn, x), 0);
+}
+
+static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
+		       uint16_t tag, uint32_t first, uint32_t count, size_t len)
+{
+	xfer_start_paced(x, fn, c, tag, first, count, len, 0);
 }
 
 /* Join (with a timeout: a stuck worker fails the test) and check success. */
@@ -509,7 +490,7 @@ START_TEST(close_linger_unread_input)
 		ck_assert_int_eq(connect_send_wait(c, dg_make(1, i, LEN),
 						   scaled_ms(20000)),
 				 CONNECT_OK);
-	xfer_start(&rx, slow_receiver_main, c, 2, 0, N, LEN);
+	xfer_start_paced(&rx, receiver_main, c, 2, 0, N, LEN, 1);
 	for (uint32_t i = 0; i < N; i++)
 		ck_assert_int_eq(connect_send_wait(s, dg_make(2, i, LEN),
 						   scaled_ms(20000)),
