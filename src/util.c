@@ -73,7 +73,12 @@ int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,
 
 	if (pthread_attr_init(&attr) != 0)
 		return CONNECT_ETHREAD;
-	pthread_attr_setstacksize(&attr, stack_size);
+	/* Refused sizes must not fall back silently to the 8 MiB default:
+	 * thousands of connections rely on small stacks. */
+	if (pthread_attr_setstacksize(&attr, stack_size) != 0) {
+		pthread_attr_destroy(&attr);
+		return CONNECT_ETHREAD;
+	}
 	/* Library threads take no signals: the application's handlers run
 	 * on its own threads, and a blocking call in ours is never
 	 * interrupted at random.  The new thread inherits this mask. */
