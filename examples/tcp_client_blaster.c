@@ -17,16 +17,16 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <connect.h>
+
+#include "echo_common.h"
 
 #define PROG "tcp-client-blaster"
 #define DEFAULT_COUNT 10000
@@ -46,6 +46,8 @@ struct blast {
 	char why[256];
 	struct timespec done;
 };
+
+const char echo_prog[] = PROG;
 
 static double now_s(void)
 {
@@ -120,38 +122,27 @@ int main(int argc, char **argv)
 	connect_datagram *dg;
 	struct timespec start;
 	pthread_t th;
-	size_t unsent = 0;
 	double secs;
 	uint8_t payload[2];
 	int rc, status = 0;
-	char *end;
 
-	if (argc < 2 || argc > 3 || argv[1][0] == '-') {
+	if (argc < 2 || argc > 3 || argv[1][0] == '-' ||
+	    (argc == 3 && !echo_parse_count(argv[2], &count))) {
 		usage();
 		return 2;
-	}
-	if (argc == 3) {
-		errno = 0;
-		count = strtoul(argv[2], &end, 10);
-		if (errno || end == argv[2] || *end || count == 0 ||
-		    argv[2][0] == '-') {
-			usage();
-			return 2;
-		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	rc = connect_tcp_client(&b.conn, argv[1], NULL);
 	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": cannot connect to %s: %s: %s\n",
-			argv[1], connect_err_name(rc), connect_strerror(rc));
+		echo_error(rc, "cannot connect to %s", argv[1]);
 		return 1;
 	}
 	atomic_init(&b.expected, count);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = pthread_create(&th, NULL, receiver, &b);
 	if (rc != 0) {
-		fprintf(stderr, PROG ": pthread_create: %s\n", strerror(rc));
+		echo_warn("pthread_create: %s", strerror(rc));
 		connect_close(b.conn, 0, NULL);
 		return 1;
 	}
@@ -161,21 +152,14 @@ int main(int argc, char **argv)
 		payload[1] = (uint8_t)sent;
 		rc = connect_datagram_new(&dg, TAG, payload, sizeof(payload));
 		if (rc != CONNECT_OK) {
-			fprintf(stderr, PROG ": connect_datagram_new: %s\n",
-				connect_strerror(rc));
+			echo_warn("connect_datagram_new: %s",
+				  connect_strerror(rc));
 			break;
 		}
 		rc = connect_send_wait(b.conn, dg, SEND_TIMEOUT_MS);
 		if (rc != CONNECT_OK) {
-			char detail[256] = "";
-
 			connect_datagram_free(dg);
-			connect_conn_error(b.conn, detail, sizeof(detail));
-			fprintf(stderr,
-				PROG ": send #%lu: %s: %s%s%s%s\n", sent,
-				connect_err_name(rc), connect_strerror(rc),
-				detail[0] ? " (" : "", detail,
-				detail[0] ? ")" : "");
+			echo_conn_error(b.conn, rc, "send #%lu", sent);
 			break;
 		}
 	}
@@ -188,13 +172,11 @@ int main(int argc, char **argv)
 
 	if (b.err != CONNECT_OK) {
 		if (b.err == 1)
-			fprintf(stderr, PROG ": out of order: %s\n", b.why);
+			echo_warn("out of order: %s", b.why);
 		else
-			fprintf(stderr, PROG ": receive after %lu echo(es): "
-					"%s: %s%s%s%s\n",
-				b.received, connect_err_name(b.err),
-				connect_strerror(b.err), b.why[0] ? " (" : "",
-				b.why, b.why[0] ? ")" : "");
+			echo_error_detail(b.err, b.why,
+					  "receive after %lu echo(es)",
+					  b.received);
 		status = 1;
 	}
 	secs = (double)(b.done.tv_sec - start.tv_sec) +
@@ -206,11 +188,7 @@ int main(int argc, char **argv)
 	       status ? "FAILED" : "ok", sent, b.received, count, secs,
 	       (double)b.received / secs);
 
-	rc = connect_close(b.conn, 5000, &unsent);
-	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": close: %s: %s (%zu not written)\n",
-			connect_err_name(rc), connect_strerror(rc), unsent);
+	if (echo_close(b.conn, 5000))
 		status = 1;
-	}
 	return status;
 }

@@ -17,77 +17,20 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <stdio.h>
-#include <string.h>
 
 #include <connect.h>
 
+#include "echo_common.h"
+
 #define PROG "tls-client"
-#define TAG 65535
-#define MESSAGE "Hello world!"
-#define REPLY_TIMEOUT_MS 5000
-#define LINGER_MS 1000
 
-/* Print a connection failure with the library's detail, if any. */
-static void conn_fail(connect_conn *conn, const char *what, int err)
-{
-	char detail[256] = "";
-
-	connect_conn_error(conn, detail, sizeof(detail));
-	fprintf(stderr, PROG ": %s: %s: %s%s%s%s\n", what,
-		connect_err_name(err), connect_strerror(err),
-		detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
-}
-
-/* Send the greeting and check the echo.  Returns 0 or 1. */
-static int hello(connect_conn *conn)
-{
-	connect_datagram *dg, *reply;
-	size_t len;
-	int rc;
-
-	rc = connect_datagram_new(&dg, TAG, MESSAGE, strlen(MESSAGE));
-	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": connect_datagram_new: %s\n",
-			connect_strerror(rc));
-		return 1;
-	}
-	rc = connect_send(conn, dg);
-	if (rc != CONNECT_OK) {
-		/* A datagram the library refused is still ours. */
-		connect_datagram_free(dg);
-		conn_fail(conn, "send", rc);
-		return 1;
-	}
-	printf("sent: tag %u: %s\n", TAG, MESSAGE);
-
-	rc = connect_recv_wait(conn, &reply, REPLY_TIMEOUT_MS);
-	if (rc != CONNECT_OK) {
-		conn_fail(conn, "waiting for the echo", rc);
-		return 1;
-	}
-	len = connect_datagram_size(reply);
-	printf("received: tag %u: %.*s\n", connect_datagram_tag(reply),
-	       (int)len, (const char *)connect_datagram_data(reply));
-	if (connect_datagram_tag(reply) != TAG || len != strlen(MESSAGE) ||
-	    memcmp(connect_datagram_data(reply), MESSAGE, len) != 0) {
-		fprintf(stderr,
-			PROG ": the echo differs from what was sent "
-			"(tag %u, %zu bytes)\n",
-			connect_datagram_tag(reply), len);
-		connect_datagram_free(reply);
-		return 1;
-	}
-	connect_datagram_free(reply);
-	return 0;
-}
+const char echo_prog[] = PROG;
 
 int main(int argc, char **argv)
 {
 	connect_tls_config *cfg;
 	connect_conn *conn;
-	char local[128], peer[128];
-	size_t unsent = 0;
-	int rc, status;
+	int rc;
 
 	if ((argc != 4 && argc != 6) || argv[1][0] == '-') {
 		fprintf(stderr,
@@ -106,24 +49,20 @@ int main(int argc, char **argv)
 
 	rc = connect_tls_config_new(&cfg, CONNECT_TLS_CLIENT);
 	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": connect_tls_config_new: %s: %s\n",
-			connect_err_name(rc), connect_strerror(rc));
+		echo_error(rc, "connect_tls_config_new");
 		return 1;
 	}
 	rc = connect_tls_config_ca_file(cfg, argv[3]);
 	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": CA %s: %s: %s\n", argv[3],
-			connect_err_name(rc), connect_strerror(rc));
+		echo_error(rc, "CA %s", argv[3]);
 		connect_tls_config_free(cfg);
 		return 1;
 	}
 	if (argc == 6) {
 		rc = connect_tls_config_cert_file(cfg, argv[4], argv[5]);
 		if (rc != CONNECT_OK) {
-			fprintf(stderr,
-				PROG ": certificate %s / key %s: %s: %s\n",
-				argv[4], argv[5], connect_err_name(rc),
-				connect_strerror(rc));
+			echo_error(rc, "certificate %s / key %s", argv[4],
+				   argv[5]);
 			connect_tls_config_free(cfg);
 			return 1;
 		}
@@ -132,25 +71,9 @@ int main(int argc, char **argv)
 	/* The connection keeps its own reference. */
 	connect_tls_config_free(cfg);
 	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": TLS connection to %s as %s failed: "
-				"%s: %s\n",
-			argv[1], argv[2], connect_err_name(rc),
-			connect_strerror(rc));
+		echo_error(rc, "TLS connection to %s as %s failed", argv[1],
+			   argv[2]);
 		return 1;
 	}
-	if (connect_conn_local_addr(conn, local, sizeof(local)) ==
-		    CONNECT_OK &&
-	    connect_conn_peer_addr(conn, peer, sizeof(peer)) == CONNECT_OK)
-		printf("connected (TLS, %s verified): %s -> %s\n",
-		       argv[2], local, peer);
-
-	status = hello(conn);
-
-	rc = connect_close(conn, LINGER_MS, &unsent);
-	if (rc != CONNECT_OK) {
-		fprintf(stderr, PROG ": close: %s: %s (%zu not written)\n",
-			connect_err_name(rc), connect_strerror(rc), unsent);
-		status = 1;
-	}
-	return status;
+	return echo_hello_session(conn, argv[2]);
 }

@@ -1,0 +1,548 @@
+/*
+ * echo_common.c: the parts the example programs share (see echo_common.h).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <connect.h>
+
+#include "echo_common.h"
+
+/* ---- messages and small helpers --------------------------------------- */
+
+void echo_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	flockfile(stderr);
+	fprintf(stderr, "%s: ", echo_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+static void echo_verror(int err, const char *detail, const char *fmt,
+			va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void echo_verror(int err, const char *detail, const char *fmt,
+			va_list ap)
+{
+	/* Locked so that the pieces stay on one line even with the library's
+	 * log (--verbose) printing from other threads. */
+	flockfile(stderr);
+	fprintf(stderr, "%s: ", echo_prog);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, ": %s: %s%s%s%s\n", connect_err_name(err),
+		connect_strerror(err), detail[0] ? " (" : "", detail,
+		detail[0] ? ")" : "");
+	funlockfile(stderr);
+}
+
+void echo_error_detail(int err, const char *detail, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	echo_verror(err, detail, fmt, ap);
+	va_end(ap);
+}
+
+void echo_conn_error(connect_conn *conn, int err, const char *fmt, ...)
+{
+	char detail[256] = "";
+	va_list ap;
+
+	connect_conn_error(conn, detail, sizeof(detail));
+	va_start(ap, fmt);
+	echo_verror(err, detail, fmt, ap);
+	va_end(ap);
+}
+
+bool echo_parse_count(const char *s, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' && *out > 0 &&
+	       s[0] != '-';
+}
+
+int echo_close(connect_conn *conn, int linger_ms)
+{
+	size_t unsent = 0;
+	int rc;
+
+	rc = connect_close(conn, linger_ms, &unsent);
+	if (rc == CONNECT_OK)
+		return 0;
+	echo_warn("close: %s: %s (%zu not written)", connect_err_name(rc),
+		  connect_strerror(rc), unsent);
+	return 1;
+}
+
+/* ---- clients: the hello round trip ------------------------------------ */
+
+#define HELLO_TAG 65535
+#define HELLO_MESSAGE "Hello world!"
+#define HELLO_REPLY_TIMEOUT_MS 5000
+#define HELLO_LINGER_MS 1000
+
+/* Send the greeting and check the echo.  Returns 0 or 1. */
+static int hello(connect_conn *conn)
+{
+	connect_datagram *dg, *reply;
+	size_t len;
+	int rc;
+
+	rc = connect_datagram_new(&dg, HELLO_TAG, HELLO_MESSAGE,
+				  strlen(HELLO_MESSAGE));
+	if (rc != CONNECT_OK) {
+		echo_warn("connect_datagram_new: %s", connect_strerror(rc));
+		return 1;
+	}
+	rc = connect_send(conn, dg);
+	if (rc != CONNECT_OK) {
+		/* A datagram the library refused is still ours. */
+		connect_datagram_free(dg);
+		echo_conn_error(conn, rc, "send");
+		return 1;
+	}
+	printf("sent: tag %u: %s\n", HELLO_TAG, HELLO_MESSAGE);
+
+	rc = connect_recv_wait(conn, &reply, HELLO_REPLY_TIMEOUT_MS);
+	if (rc != CONNECT_OK) {
+		echo_conn_error(conn, rc, "waiting for the echo");
+		return 1;
+	}
+	len = connect_datagram_size(reply);
+	printf("received: tag %u: %.*s\n", connect_datagram_tag(reply),
+	       (int)len, (const char *)connect_datagram_data(reply));
+	if (connect_datagram_tag(reply) != HELLO_TAG ||
+	    len != strlen(HELLO_MESSAGE) ||
+	    memcmp(connect_datagram_data(reply), HELLO_MESSAGE, len) != 0) {
+		echo_warn("the echo differs from what was sent "
+			  "(tag %u, %zu bytes)",
+			  connect_datagram_tag(reply), len);
+		connect_datagram_free(reply);
+		return 1;
+	}
+	connect_datagram_free(reply);
+	return 0;
+}
+
+int echo_hello_session(connect_conn *conn, const char *tls_domain)
+{
+	char local[128], peer[128];
+	int status;
+
+	if (connect_conn_local_addr(conn, local, sizeof(local)) ==
+		    CONNECT_OK &&
+	    connect_conn_peer_addr(conn, peer, sizeof(peer)) == CONNECT_OK) {
+		if (tls_domain)
+			printf("connected (TLS, %s verified): %s -> %s\n",
+			       tls_domain, local, peer);
+		else
+			printf("connected: %s -> %s\n", local, peer);
+	}
+
+	status = hello(conn);
+
+	if (echo_close(conn, HELLO_LINGER_MS))
+		status = 1;
+	return status;
+}
+
+/* ---- servers: options and signals ------------------------------------- */
+
+static void server_usage(const struct echo_server_usage *u)
+{
+	fprintf(stderr,
+		"usage: %s %s [--exit-after N] [--verbose]\n"
+		"  ADDR  host:port or [ipv6]:port to listen on (port 0: any)\n"
+		"%s"
+		"  --exit-after N  exit after serving N clients\n"
+		"  --verbose       print the library's log on stderr\n",
+		echo_prog, u->synopsis, u->help);
+}
+
+static void log_to_stderr(void *arg, int level, const char *id,
+			  const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "%s: log(%d) %s: %s\n", echo_prog, level, id, msg);
+}
+
+/* The command line.  Returns -1 to go on, or the status to exit with. */
+static int server_args(int argc, char **argv, const struct echo_server_usage *u,
+		       struct echo_server_setup *a)
+{
+	int i;
+
+	memset(a, 0, sizeof(*a));
+	a->sigfd = -1;
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--exit-after") ||
+		    !strcmp(argv[i], "--max-clients")) {
+			if (i + 1 >= argc ||
+			    !echo_parse_count(argv[i + 1], &a->exit_after)) {
+				server_usage(u);
+				return 2;
+			}
+			i++;
+		} else if (!strcmp(argv[i], "--verbose") ||
+			   !strcmp(argv[i], "-v")) {
+			connect_set_logger(log_to_stderr, NULL,
+					   CONNECT_LOG_DEBUG);
+		} else if (!strcmp(argv[i], "--help") ||
+			   !strcmp(argv[i], "-h")) {
+			server_usage(u);
+			return 0;
+		} else if (argv[i][0] == '-' || a->nargs == u->max_args) {
+			server_usage(u);
+			return 2;
+		} else {
+			a->arg[a->nargs++] = argv[i];
+		}
+	}
+	if (a->nargs < u->min_args) {
+		server_usage(u);
+		return 2;
+	}
+	return -1;
+}
+
+int echo_server_start(int argc, char **argv, const struct echo_server_usage *u,
+		      struct echo_server_setup *s)
+{
+	sigset_t sigs;
+	int rc;
+
+	rc = server_args(argc, argv, u, s);
+	if (rc >= 0)
+		return rc;
+
+	/* Lines go out as they are printed, also into a pipe or a file. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	/* Take SIGINT and SIGTERM through a descriptor in the poll set.
+	 * Blocked before the library starts any thread, so every thread
+	 * inherits the mask and none of them is picked to run a handler. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0) {
+		echo_warn("sigprocmask: %s", strerror(errno));
+		return 1;
+	}
+	s->sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (s->sigfd < 0) {
+		echo_warn("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	return -1;
+}
+
+int echo_server_listening(connect_listener *l, int listen_rc,
+			  const struct echo_server_setup *s)
+{
+	char bound[128];
+	int rc;
+
+	if (listen_rc != CONNECT_OK) {
+		echo_error(listen_rc, "cannot listen on %s", s->arg[0]);
+		close(s->sigfd);
+		return -1;
+	}
+	rc = connect_listener_addr(l, bound, sizeof(bound));
+	if (rc != CONNECT_OK) {
+		echo_warn("connect_listener_addr: %s", connect_strerror(rc));
+		connect_listener_close(l);
+		close(s->sigfd);
+		return -1;
+	}
+	printf("listening on %s\n", bound);
+	return 0;
+}
+
+/* ---- servers: the poll loop ------------------------------------------- */
+
+/* How long an echo may wait for room in a client's outbound queue. */
+#define SEND_TIMEOUT_MS 10000
+/* Linger when closing a client that ended its stream cleanly. */
+#define CLOSE_LINGER_MS 2000
+/* Datagrams echoed per client per round, so one busy client cannot
+ * starve the others. */
+#define BATCH 1024
+
+struct client {
+	connect_conn *conn; /* NULL once closed */
+	int fd;
+	char peer[80];
+	unsigned long long echoed;
+};
+
+struct server {
+	connect_listener *l;
+	bool tls;
+	struct client *c;
+	size_t n, cap;
+	unsigned long served; /* clients that came and went */
+	int tls_failures;     /* failed handshakes already reported */
+};
+
+static void close_client(struct client *cl, int linger_ms)
+{
+	size_t unsent = 0;
+	int rc;
+
+	rc = connect_close(cl->conn, linger_ms, &unsent);
+	cl->conn = NULL;
+	/* Without linger there is no clean end to wait for: "timed out"
+	 * then only matters if something was left unwritten. */
+	if (linger_ms == 0 && rc == CONNECT_ETIMEDOUT && unsent == 0)
+		return;
+	if (rc != CONNECT_OK || unsent > 0)
+		echo_warn("%s: close: %s: %s (%zu datagram(s) not written)",
+			  cl->peer, connect_err_name(rc), connect_strerror(rc),
+			  unsent);
+}
+
+/* Report why a client's stream stopped, and close it. */
+static void drop_client(struct server *srv, struct client *cl, int err)
+{
+	char detail[256];
+
+	if (err == CONNECT_EEOF) {
+		printf("%s: end of stream after %llu datagram(s) echoed\n",
+		       cl->peer, cl->echoed);
+		close_client(cl, CLOSE_LINGER_MS);
+	} else {
+		if (connect_conn_error(cl->conn, detail, sizeof(detail)) ==
+			    CONNECT_OK ||
+		    detail[0] == '\0')
+			snprintf(detail, sizeof(detail), "no detail");
+		printf("%s: error after %llu datagram(s) echoed: %s: %s "
+		       "(%s)\n",
+		       cl->peer, cl->echoed, connect_err_name(err),
+		       connect_strerror(err), detail);
+		close_client(cl, 0);
+	}
+	srv->served++;
+}
+
+static int add_client(struct server *srv, connect_conn *conn)
+{
+	struct client *cl;
+	int fd;
+
+	if (srv->n == srv->cap) {
+		size_t cap = srv->cap ? srv->cap * 2 : 16;
+		struct client *c = realloc(srv->c, cap * sizeof(*c));
+
+		if (!c) {
+			echo_warn("out of memory");
+			connect_close(conn, 0, NULL);
+			return -1;
+		}
+		srv->c = c;
+		srv->cap = cap;
+	}
+	cl = &srv->c[srv->n];
+	memset(cl, 0, sizeof(*cl));
+	if (connect_conn_peer_addr(conn, cl->peer, sizeof(cl->peer)) !=
+	    CONNECT_OK)
+		snprintf(cl->peer, sizeof(cl->peer), "(unknown peer)");
+	fd = connect_conn_fd(conn);
+	if (fd < 0) {
+		echo_warn("%s: connect_conn_fd: %s", cl->peer,
+			  connect_strerror(fd));
+		connect_close(conn, 0, NULL);
+		srv->served++;
+		return 0;
+	}
+	cl->conn = conn;
+	cl->fd = fd;
+	srv->n++;
+	printf("%s: connected\n", cl->peer);
+	return 0;
+}
+
+/* Echo what the client sent so far (at most BATCH datagrams). */
+static void serve_client(struct server *srv, struct client *cl)
+{
+	connect_datagram *dg;
+	int i, rc;
+
+	for (i = 0; i < BATCH; i++) {
+		rc = connect_recv(cl->conn, &dg);
+		if (rc == CONNECT_EAGAIN)
+			return;
+		if (rc != CONNECT_OK) {
+			drop_client(srv, cl, rc);
+			return;
+		}
+		/* Send the very datagram back: on success it belongs to the
+		 * library again, on failure it is still ours. */
+		rc = connect_send_wait(cl->conn, dg, SEND_TIMEOUT_MS);
+		if (rc != CONNECT_OK) {
+			connect_datagram_free(dg);
+			drop_client(srv, cl, rc);
+			return;
+		}
+		cl->echoed++;
+	}
+}
+
+/* Take every connection the listener has ready.  Returns 0 or -1. */
+static int accept_clients(struct server *srv)
+{
+	connect_conn *conn;
+	int rc;
+
+	for (;;) {
+		rc = connect_accept(srv->l, &conn);
+		if (rc == CONNECT_EAGAIN)
+			return 0;
+		if (rc != CONNECT_OK) {
+			echo_error(rc, "accept");
+			return -1;
+		}
+		if (add_client(srv, conn) < 0)
+			return -1;
+	}
+}
+
+/* Report handshakes that failed since the last call (TLS only). */
+static void report_tls_failures(struct server *srv)
+{
+	char why[256] = "";
+	int n, last = CONNECT_OK;
+
+	if (!srv->tls)
+		return;
+	n = connect_listener_tls_failures(srv->l, &last, why, sizeof(why));
+	if (n < 0) {
+		echo_warn("connect_listener_tls_failures: %s",
+			  connect_strerror(n));
+		return;
+	}
+	if (n == srv->tls_failures)
+		return;
+	printf("%d failed TLS handshake(s) so far; last: %s: %s (%s)\n", n,
+	       connect_err_name(last), connect_strerror(last),
+	       why[0] ? why : "no detail");
+	srv->tls_failures = n;
+}
+
+/* Forget closed clients, keeping the others in order. */
+static void compact(struct server *srv)
+{
+	size_t i, j = 0;
+
+	for (i = 0; i < srv->n; i++)
+		if (srv->c[i].conn)
+			srv->c[j++] = srv->c[i];
+	srv->n = j;
+}
+
+static int serve(struct server *srv, int sigfd, unsigned long exit_after)
+{
+	struct pollfd *pfd = NULL;
+	size_t npfd = 0, i;
+	int rc, lfd;
+
+	lfd = connect_listener_fd(srv->l);
+	if (lfd < 0) {
+		echo_warn("connect_listener_fd: %s", connect_strerror(lfd));
+		return -1;
+	}
+	for (;;) {
+		if (npfd < srv->n + 2) {
+			struct pollfd *p;
+
+			npfd = srv->n + 2 + 16;
+			p = realloc(pfd, npfd * sizeof(*p));
+			if (!p) {
+				echo_warn("out of memory");
+				free(pfd);
+				return -1;
+			}
+			pfd = p;
+		}
+		pfd[0] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (i = 0; i < srv->n; i++)
+			pfd[i + 2] = (struct pollfd){ .fd = srv->c[i].fd,
+						      .events = POLLIN };
+		rc = poll(pfd, srv->n + 2, 1000);
+		if (rc < 0) {
+			if (errno == EINTR)
+				continue;
+			echo_warn("poll: %s", strerror(errno));
+			free(pfd);
+			return -1;
+		}
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si))
+				printf("caught %s, shutting down\n",
+				       strsignal((int)si.ssi_signo));
+			break;
+		}
+		for (i = 0; i < srv->n; i++)
+			if (pfd[i + 2].revents)
+				serve_client(srv, &srv->c[i]);
+		compact(srv);
+		report_tls_failures(srv);
+		/* Accept after serving: the pollfd indexes above must still
+		 * match the client array. */
+		if (pfd[1].revents && accept_clients(srv) < 0) {
+			free(pfd);
+			return -1;
+		}
+		if (exit_after && srv->served >= exit_after) {
+			printf("served %lu client(s), exiting\n", srv->served);
+			break;
+		}
+	}
+	free(pfd);
+	return 0;
+}
+
+int echo_server_run(connect_listener *l, const struct echo_server_setup *s,
+		    bool tls)
+{
+	struct server srv = { .l = l, .tls = tls };
+	size_t i;
+	int status;
+
+	fflush(stdout);
+	status = serve(&srv, s->sigfd, s->exit_after) < 0 ? 1 : 0;
+
+	/* Stop accepting first, then let every client's echoes drain. */
+	report_tls_failures(&srv);
+	connect_listener_close(srv.l);
+	for (i = 0; i < srv.n; i++) {
+		printf("%s: closing (server shutdown)\n", srv.c[i].peer);
+		close_client(&srv.c[i], CLOSE_LINGER_MS);
+	}
+	free(srv.c);
+	close(s->sigfd);
+	printf("stopped\n");
+	return status;
+}
