@@ -373,8 +373,9 @@ CONNECT_API int connect_conn_fd(connect_conn *conn);
  * Returns CONNECT_OK when everything queued was written and the stream was
  * ended cleanly (with linger 0: when nothing queued was lost),
  * CONNECT_ETIMEDOUT when the linger expired first, the writer's error if it
- * had failed, or CONNECT_EINVAL for a NULL conn.  Whatever it returns, the
- * connection is gone.
+ * had failed, the error that kept the stream from ending cleanly (a reset
+ * peer, a TLS session that a fatal alert ended...), or CONNECT_EINVAL for a
+ * NULL conn.  Whatever it returns, the connection is gone.
  */
 CONNECT_API int connect_close(connect_conn *conn, int linger_ms,
 			      size_t *unsent);

@@ -66,7 +66,8 @@ struct connect_conn {
 	_Atomic int tx_err;  /* why nothing more can be sent, or 0 */
 	bool writer_done;    /* under lock */
 	bool clean;          /* under lock: flushed and ended cleanly */
-	int shutdown_rc;     /* under lock: result of the clean shutdown */
+	int shutdown_rc;     /* under lock: result of the clean shutdown;
+			      * CONNECT_ETIMEDOUT until it is tried */
 
 	pthread_mutex_t recv_lock; /* one dequeuer of `in` at a time */
 	_Atomic int efd;           /* eventfd for connect_conn_fd, or -1 */
@@ -435,6 +436,7 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	cn_cond_init(&c->send_cv);
 	cn_cond_init(&c->close_cv);
 	atomic_init(&c->efd, -1);
+	c->shutdown_rc = CONNECT_ETIMEDOUT;
 
 	stack = (size_t)c->opts.v[CONNECT_OPT_THREAD_STACK];
 	rc = cn_thread_start(&c->writer, writer_main, c, stack);
@@ -534,10 +536,15 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	clean = c->clean;
 	rc = c->shutdown_rc;
 	if (tx && tx != CONNECT_ECLOSED)
-		rc = tx;
-	else if (!clean)
-		rc = linger_ms == 0 && left == 0 ? CONNECT_OK
-						 : CONNECT_ETIMEDOUT;
+		rc = tx; /* the writer failed */
+	else if (clean)
+		rc = CONNECT_OK;
+	else if (linger_ms == 0 && left == 0)
+		rc = CONNECT_OK; /* an abort was asked for, nothing lost */
+	else if (rc == CONNECT_ECLOSED)
+		rc = CONNECT_ETIMEDOUT; /* the deadline cut the shutdown */
+	/* else: why the clean end failed, or CONNECT_ETIMEDOUT when the
+	 * linger expired before it was tried. */
 	c->t->ops->destroy(c->t);
 	conn_free(c);
 	if (unsent)
