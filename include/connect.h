@@ -553,6 +553,12 @@ CONNECT_API int connect_tls_config_handshake_timeout(connect_tls_config *cfg,
  * CONNECT_ETLSUNKNOWNISSUER, CONNECT_ETLSNAMEMISMATCH, CONNECT_ETLSEXPIRED,
  * CONNECT_ETLSNOTYETVALID, CONNECT_ETLSBADCERT, CONNECT_ETLSNOTTLS,
  * CONNECT_ETLSALERT, CONNECT_ETLSHANDSHAKETIMEOUT, CONNECT_ETLS.
+ *
+ * With TLS 1.3 the server judges the client's certificate after the
+ * client's side of the handshake is complete: a server that refuses it (or
+ * its absence) makes this call succeed and the first connect_recv*() return
+ * CONNECT_ETLSALERT ("Certificate is required", "Unknown CA"...).  With
+ * TLS 1.2 this call returns CONNECT_ETLSALERT itself.
  */
 CONNECT_API int connect_tls_client(connect_conn **connp, const char *addr,
 				   const char *server_name,
