@@ -335,9 +335,11 @@ CONNECT_API int connect_send_wait(connect_conn *conn, connect_datagram *dg,
  *   CONNECT_ECLOSED     connect_close() has begun.
  * End of stream and errors are sticky: later calls return them again.
  * After a truncated stream or an I/O error sending goes on until the writer
- * fails by itself; a protocol error (a malformed frame: the peer is broken
- * and the stream cannot be resynchronized) cuts the connection at once, and
- * connect_send() then returns CONNECT_EPROTO too.
+ * fails by itself (over TLS at once: a failed read ends the TLS session for
+ * both directions, and sends then report the same code); a protocol error
+ * (a malformed frame: the peer is broken and the stream cannot be
+ * resynchronized) cuts the connection at once, and connect_send() then
+ * returns CONNECT_EPROTO too.
  */
 CONNECT_API int connect_recv(connect_conn *conn, connect_datagram **dgp);
 
@@ -551,8 +553,10 @@ CONNECT_API int connect_tls_config_handshake_timeout(connect_tls_config *cfg,
  * Returns CONNECT_OK and sets *connp, or every error of connect_tcp_client()
  * plus: CONNECT_ETLSCONFIG (not a client configuration, or no CA),
  * CONNECT_ETLSUNKNOWNISSUER, CONNECT_ETLSNAMEMISMATCH, CONNECT_ETLSEXPIRED,
- * CONNECT_ETLSNOTYETVALID, CONNECT_ETLSBADCERT, CONNECT_ETLSNOTTLS,
- * CONNECT_ETLSALERT, CONNECT_ETLSHANDSHAKETIMEOUT, CONNECT_ETLS.
+ * CONNECT_ETLSNOTYETVALID, CONNECT_ETLSBADCERT (also: a certificate not
+ * meant for a TLS server), CONNECT_ETLSNOCERT (the server sent none),
+ * CONNECT_ETLSNOTTLS, CONNECT_ETLSALERT, CONNECT_ETLSHANDSHAKETIMEOUT,
+ * CONNECT_ETLS.
  *
  * With TLS 1.3 the server judges the client's certificate after the
  * client's side of the handshake is complete: a server that refuses it (or

@@ -156,6 +156,12 @@ static void *handshake_main(void *arg)
 	if (rc == CONNECT_OK) {
 		start_conn(l, t, h);
 		return NULL;
+	} else if (atomic_load(&l->closing)) {
+		/* Cut short by connect_listener_close(): not the peer's
+		 * failure, nothing to count or report. */
+		pthread_mutex_lock(&l->lock);
+		handshake_done(l, h);
+		pthread_mutex_unlock(&l->lock);
 	} else {
 		const char *peer = h->peer;
 

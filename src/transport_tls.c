@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 #include "tls.h"
 #include "transport.h"
@@ -69,10 +70,14 @@ struct tls_transport {
 	gnutls_session_t session;
 	connect_tls_config *cfg;
 	char *server_name;      /* verified name; GnuTLS keeps the pointer */
+	gnutls_typed_vdata_st vdata[2]; /* what the peer is checked against
+					 * (GnuTLS keeps the pointer too) */
 	int client_auth;        /* server: enum connect_tls_client_auth */
 	int timeout_ms;         /* handshake */
+	int64_t hs_deadline;    /* handshake: absolute, cn_now_ms() clock */
 	unsigned vstatus;       /* server: client certificate status */
 	atomic_int rd_errno;    /* last socket error seen by pull */
+	atomic_bool rd_eof;     /* pull saw the peer's FIN */
 	atomic_int wr_errno;    /* last socket error seen by push/flush */
 
 	pthread_mutex_t lock;   /* GnuTLS calls; wbuf; fatal */
@@ -165,24 +170,34 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 	do
 		n = recv(t->fd, buf, len, MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		atomic_store_explicit(&t->rd_eof, true, memory_order_relaxed);
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 		atomic_store_explicit(&t->rd_errno, errno,
 				      memory_order_relaxed);
 	return n;
 }
 
-/* Used by GnuTLS during the handshake to bound each wait for the peer. */
+/*
+ * Used by GnuTLS during the handshake to bound each wait for the peer.
+ * GnuTLS 3.7 renews `ms` for every read inside one handshake message, so a
+ * peer sending a byte at a time could stretch the handshake without end:
+ * every wait is also bounded by the handshake's own deadline.
+ */
 static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 {
 	struct tls_transport *t = ptr;
 	struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
-	int64_t deadline = -1;
-	int n, left = -1;
+	int64_t deadline = t->hs_deadline;
+	int n, left;
 
 	if (ms != GNUTLS_INDEFINITE_TIMEOUT) {
-		left = ms > INT_MAX ? INT_MAX : (int)ms;
-		deadline = cn_now_ms() + left;
+		int64_t own = cn_now_ms() + (ms > INT_MAX ? INT_MAX : ms);
+
+		if (deadline < 0 || own < deadline)
+			deadline = own;
 	}
+	left = cn_remaining(deadline);
 	for (;;) {
 		n = poll(&pfd, 1, left);
 		if (n >= 0 || errno != EINTR)
@@ -256,6 +271,14 @@ static int tls_io_error(struct tls_transport *t, int gerr, bool reading)
 		return tls_fail(t, CONNECT_ETRUNCATED,
 				"peer closed the stream without TLS "
 				"close_notify");
+	case GNUTLS_E_UNEXPECTED_PACKET_LENGTH:
+		/* What GnuTLS says when the stream ends inside a record. */
+		if (reading && atomic_load(&t->rd_eof))
+			return tls_fail(t, CONNECT_ETRUNCATED,
+					"peer closed the stream inside a TLS "
+					"record, without close_notify");
+		return tls_fail(t, CONNECT_ETLS, "TLS error: %s",
+				gnutls_strerror(gerr));
 	case GNUTLS_E_FATAL_ALERT_RECEIVED:
 		name = gnutls_alert_get_name(gnutls_alert_get(t->session));
 		return tls_fail(t, CONNECT_ETLSALERT, "TLS alert received: %s",
@@ -491,9 +514,30 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len)
 			return CONNECT_ECLOSED;
 		pthread_mutex_lock(&t->lock);
 		n = gnutls_record_recv(t->session, buf, len);
+		/*
+		 * TLS 1.2 renegotiation is refused with a no_renegotiation
+		 * warning (flushed just below).  A client asked by its
+		 * server goes on with the session as it was; a server, whose
+		 * peer already sent a new ClientHello, cannot (GnuTLS: "the
+		 * server can only initiate a handshake or terminate the
+		 * connection"), so it ends the session and says why.
+		 */
+		if (n == GNUTLS_E_REHANDSHAKE) {
+			(void)gnutls_alert_send(t->session, GNUTLS_AL_WARNING,
+						GNUTLS_A_NO_RENEGOTIATION);
+			if (t->server) {
+				int code = tls_fail(t, CONNECT_ETLS,
+						    "the peer tried to "
+						    "renegotiate the TLS "
+						    "session: refused");
+
+				pthread_mutex_unlock(&t->lock);
+				(void)tls_flush(t, true);
+				return code;
+			}
+		}
 		if (n < 0 && n != GNUTLS_E_AGAIN &&
 		    n != GNUTLS_E_INTERRUPTED &&
-		    /* TLS 1.2 renegotiation is refused by ignoring it. */
 		    n != GNUTLS_E_REHANDSHAKE &&
 		    n != GNUTLS_E_REAUTH_REQUEST &&
 		    n != GNUTLS_E_WARNING_ALERT_RECEIVED)
@@ -578,6 +622,13 @@ static int tls_shutdown(struct cn_transport *base)
 	if (atomic_load(&t->base.aborted))
 		return CONNECT_ECLOSED;
 	pthread_mutex_lock(&t->lock);
+	/* A session that failed (a bad record, a truncation) must not end
+	 * with close_notify, which would call the stream complete. */
+	if (t->fatal != 0) {
+		ret = t->fatal;
+		pthread_mutex_unlock(&t->lock);
+		return ret;
+	}
 	do
 		ret = gnutls_bye(t->session, GNUTLS_SHUT_WR);
 	while ((ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) &&
@@ -677,7 +728,12 @@ static int tls_verify_client(gnutls_session_t session)
 		return t->client_auth == CONNECT_TLS_AUTH_REQUIRED ?
 			       GNUTLS_E_CERTIFICATE_REQUIRED :
 			       0;
-	ret = gnutls_certificate_verify_peers2(session, &status);
+	/* The certificate must also be meant for a TLS client (extended key
+	 * usage), or a server's certificate could log in as a client. */
+	t->vdata[0].type = GNUTLS_DT_KEY_PURPOSE_OID;
+	t->vdata[0].data = (void *)GNUTLS_KP_TLS_WWW_CLIENT;
+	t->vdata[0].size = 0;
+	ret = gnutls_certificate_verify_peers(session, t->vdata, 1, &status);
 	if (ret < 0)
 		return ret;
 	t->vstatus = status;
@@ -719,9 +775,14 @@ static int tls_session_setup(struct tls_transport *t, const char *server_name)
 							   tls_verify_client);
 		return 0;
 	}
+	/* The certificate must be meant for a TLS server (extended key
+	 * usage), whatever else is checked. */
+	t->vdata[0].type = GNUTLS_DT_KEY_PURPOSE_OID;
+	t->vdata[0].data = (void *)GNUTLS_KP_TLS_WWW_SERVER;
+	t->vdata[0].size = 0;
 	if (server_name == NULL) {
 		/* Chain only: every caller in the library names the peer. */
-		gnutls_session_set_verify_cert(t->session, NULL, 0);
+		gnutls_session_set_verify_cert2(t->session, t->vdata, 1, 0);
 		return 0;
 	}
 	/* "[::1]" names the address ::1. */
@@ -740,8 +801,12 @@ static int tls_session_setup(struct tls_transport *t, const char *server_name)
 		if (ret < 0)
 			return ret;
 	}
-	/* Fails closed: the handshake fails unless chain and name verify. */
-	gnutls_session_set_verify_cert(t->session, t->server_name, 0);
+	/* Fails closed: the handshake fails unless chain, name and key
+	 * usage verify. */
+	t->vdata[1].type = GNUTLS_DT_DNS_HOSTNAME;
+	t->vdata[1].data = (void *)t->server_name;
+	t->vdata[1].size = 0;
+	gnutls_session_set_verify_cert2(t->session, t->vdata, 2, 0);
 	return 0;
 }
 
@@ -771,6 +836,7 @@ static int tls_handshake(struct tls_transport *t, char *reason, size_t len)
 	 * what is left of this timeout, then fails with GNUTLS_E_TIMEDOUT. */
 	gnutls_handshake_set_timeout(t->session, (unsigned)t->timeout_ms);
 	deadline = cn_now_ms() + t->timeout_ms;
+	t->hs_deadline = deadline;
 	for (;;) {
 		ret = gnutls_handshake(t->session);
 		if (ret == 0 || ret == GNUTLS_E_TIMEDOUT ||
@@ -839,6 +905,8 @@ int cn_tls_transport_new(struct cn_transport **tp, int fd,
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->wlock, NULL);
 	atomic_init(&t->rd_errno, 0);
+	atomic_init(&t->rd_eof, false);
+	t->hs_deadline = -1;
 	atomic_init(&t->wr_errno, 0);
 	cn_tls_config_ref(cfg);
 	t->cfg = cfg;

@@ -1150,6 +1150,12 @@ START_TEST(bad_client_cert)
 	cc = cfg_client(CERT("expired"), KEY("expired"));
 	server_rejects(l, cc, CONNECT_ETLSEXPIRED, "expired client cert");
 	connect_tls_config_free(cc);
+	/* A valid certificate meant for servers only (extended key usage
+	 * "TLS Web Server Authentication") cannot log in as a client. */
+	cc = cfg_client(CERT("server"), KEY("server"));
+	server_rejects(l, cc, CONNECT_ETLSBADCERT,
+		       "server-only certificate used by a client");
+	connect_tls_config_free(cc);
 	connect_listener_close(l);
 	/* OPTIONAL still verifies a certificate that is sent. */
 	ck_assert_code(connect_tls_config_client_auth(
@@ -1189,6 +1195,102 @@ START_TEST(plain_client_to_tls_listener)
 	connect_close(c, 0, NULL);
 	ck_assert_code(connect_accept_wait(l, &s, 200), CONNECT_ETIMEDOUT);
 	connect_listener_close(l);
+}
+END_TEST
+
+/*
+ * A client that sends a byte at a time (the start of a 16 KiB handshake
+ * record, then one byte every 50 ms) must not stretch the handshake past
+ * its timeout: each byte must not renew the wait.
+ */
+START_TEST(dribbling_client_times_out)
+{
+	static const uint8_t head[] = { 0x16, 0x03, 0x01, 0x40, 0x00 };
+	connect_tls_config *sc = cfg_server(CERT("server"), KEY("server"));
+	connect_listener *l;
+	char why[256] = "";
+	int64_t t0, el = 0;
+	int fd, n = 0, last = 0;
+	uint8_t b = 0x01;
+
+	ck_assert_code(connect_tls_config_handshake_timeout(sc, 500),
+		       CONNECT_OK);
+	l = listen_ok(sc, "127.0.0.1:0");
+	connect_tls_config_free(sc);
+	fd = raw_dial(T_TCP4, connect_listener_port(l));
+	ck_assert_int_ge(fd, 0);
+	t0 = now_ms();
+	ck_assert(raw_send_all(fd, head, sizeof(head)));
+	while (now_ms() - t0 < 500 + scaled_ms(5000)) {
+		n = connect_listener_tls_failures(l, &last, why, sizeof(why));
+		if (n > 0)
+			break;
+		if (send(fd, &b, 1, MSG_NOSIGNAL) != 1)
+			break; /* the server hung up; its count follows */
+		sleep_ms(50);
+	}
+	n = wait_failures(l, 1, scaled_ms(2000), &last, why, sizeof(why));
+	el = now_ms() - t0;
+	fprintf(stderr, "check_tls: dribbling client: %s after %lld ms\n",
+		connect_err_name(last), (long long)el);
+	ck_assert_msg(n == 1 && last == CONNECT_ETLSHANDSHAKETIMEOUT,
+		      "%d failures, last %s (%s)", n, connect_err_name(last),
+		      why);
+	ck_assert_int_lt(el, 500 + scaled_ms(1500));
+	close(fd);
+	connect_listener_close(l);
+}
+END_TEST
+
+/*
+ * A peer whose stream is cut inside a TLS record (it closed with linger 0
+ * while its writer was half-way through one) ends in CONNECT_ETRUNCATED,
+ * after every whole datagram.
+ */
+START_TEST(cut_inside_record)
+{
+	enum { N = 120, LEN = 100000 };
+	connect_tls_config *sc = cfg_server(CERT("server"), KEY("server"));
+	connect_tls_config *cc = cfg_client(NULL, NULL);
+	connect_opts *o = NULL;
+	connect_listener *l = NULL;
+	connect_conn *c = NULL, *s = NULL;
+	connect_datagram *dg;
+	char why[256] = "";
+	int rc, got = 0;
+
+	/* The server reads nothing until the client is gone: the client's
+	 * writer blocks in the middle of a record. */
+	ck_assert_code(connect_opts_new(&o), CONNECT_OK);
+	ck_assert_code(connect_opts_set(o, CONNECT_OPT_RECV_QUEUE_BYTES, 1),
+		       CONNECT_OK);
+	ck_assert_code(connect_tls_listen(&l, "127.0.0.1:0", sc, o),
+		       CONNECT_OK);
+	ck_assert_code(dial("127.0.0.1", connect_listener_port(l), "localhost",
+			    cc, &c),
+		       CONNECT_OK);
+	ck_assert_code(connect_accept_wait(l, &s, scaled_ms(5000)),
+		       CONNECT_OK);
+	for (int i = 0; i < N; i++)
+		ck_assert_code(connect_send(c, dg_make(1, (uint32_t)i, LEN)),
+			       CONNECT_OK);
+	sleep_ms(300);
+	connect_close(c, 0, NULL);
+	while ((rc = connect_recv_wait(s, &dg, scaled_ms(5000))) ==
+	       CONNECT_OK) {
+		ck_assert_uint_eq(dg_seq(dg), (uint32_t)got);
+		connect_datagram_free(dg);
+		got++;
+	}
+	(void)connect_conn_error(s, why, sizeof(why));
+	ck_assert_msg(got < N, "every datagram arrived: nothing was cut");
+	ck_assert_msg(rc == CONNECT_ETRUNCATED, "after %d datagrams: %s (%s)",
+		      got, connect_err_name(rc), why);
+	connect_close(s, 0, NULL);
+	connect_listener_close(l);
+	connect_opts_free(o);
+	connect_tls_config_free(sc);
+	connect_tls_config_free(cc);
 }
 END_TEST
 
@@ -2599,6 +2701,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, bad_client_cert);
 	tcase_add_test(tc, plain_client_to_tls_listener);
 	tcase_add_test(tc, silent_client_stalls_nobody);
+	tcase_add_test(tc, dribbling_client_times_out);
 	tcase_add_test(tc, listener_close_during_handshake);
 
 	tc = tcase(s, "close", 30);
@@ -2606,6 +2709,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, truncation_without_close_notify);
 	tcase_add_test(tc, close_notify_from_raw_peer);
 	tcase_add_test(tc, close_notify_inside_frame);
+	tcase_add_test(tc, cut_inside_record);
 
 	tc = tcase(s, "key_update", 60);
 	tcase_add_test(tc, key_update_peer_server);
