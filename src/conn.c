@@ -65,7 +65,6 @@ struct connect_conn {
 	_Atomic int rx_done; /* reader's final code (EEOF or error), or 0 */
 	_Atomic int tx_err;  /* why nothing more can be sent, or 0 */
 	bool writer_done;    /* under lock */
-	bool clean;          /* under lock: flushed and ended cleanly */
 	int shutdown_rc;     /* under lock: result of the clean shutdown;
 			      * CONNECT_ETIMEDOUT until it is tried */
 
@@ -255,7 +254,6 @@ static void *writer_main(void *arg)
 			rc = c->t->ops->shutdown(c->t);
 			pthread_mutex_lock(&c->lock);
 			c->shutdown_rc = rc;
-			c->clean = rc == CONNECT_OK;
 			pthread_mutex_unlock(&c->lock);
 			rc = CONNECT_OK;
 			break;
@@ -487,7 +485,6 @@ int connect_tcp_client(connect_conn **connp, const char *addr,
 int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 {
 	int64_t deadline;
-	bool clean;
 	int rc, tx;
 	size_t left;
 
@@ -533,18 +530,15 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	left = cn_queue_fini(&c->out) + (size_t)atomic_load(&c->dropped);
 	cn_queue_fini(&c->in);
 	tx = atomic_load(&c->tx_err);
-	clean = c->clean;
 	rc = c->shutdown_rc;
+	/* rc: CONNECT_OK when flushed and ended cleanly, else why the clean
+	 * end failed, or CONNECT_ETIMEDOUT when it was never tried. */
 	if (tx && tx != CONNECT_ECLOSED)
 		rc = tx; /* the writer failed */
-	else if (clean)
-		rc = CONNECT_OK;
 	else if (linger_ms == 0 && left == 0)
 		rc = CONNECT_OK; /* an abort was asked for, nothing lost */
 	else if (rc == CONNECT_ECLOSED)
 		rc = CONNECT_ETIMEDOUT; /* the deadline cut the shutdown */
-	/* else: why the clean end failed, or CONNECT_ETIMEDOUT when the
-	 * linger expired before it was tried. */
 	c->t->ops->destroy(c->t);
 	conn_free(c);
 	if (unsent)
