@@ -1,6 +1,12 @@
 /*
  * libconnect: a brokerless, ordered message queue over TCP and TLS.
  *
+ * Transports are named by a scheme: connect_dial("tcp://host:port") and
+ * connect_listen("tls+tcp://host:port") reach every transport through the
+ * same two calls (see "Dialing and listening").  The crate-named calls
+ * connect_tcp_client(), connect_tls_client(), connect_tcp_listen() and
+ * connect_tls_listen() are the same thing spelled for one transport.
+ *
  * Copyright (C) 2026 The libconnect developers
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
@@ -249,8 +255,14 @@ enum connect_opt {
 	CONNECT_OPT_CONNECT_TIMEOUT_MS = 10,
 	/* Listener only: connections accepted by the library but not yet taken
 	 * by connect_accept*(); past it the library stops accepting and the
-	 * kernel backlog holds further clients.  Default 128; 1 .. 65536. */
+	 * kernel backlog holds further clients.  Handshakes in progress do
+	 * not count here.  Default 128; 1 .. 65536. */
 	CONNECT_OPT_ACCEPT_QUEUE = 11,
+	/* Listener only: handshakes (TLS) in progress at once.  When another
+	 * client arrives at the limit, the oldest handshake is cut (and
+	 * counted by connect_listener_tls_failures()), so silent or slow
+	 * peers cannot lock real clients out.  Default 64; 1 .. 65536. */
+	CONNECT_OPT_HANDSHAKE_MAX = 12,
 };
 
 /*
@@ -270,11 +282,53 @@ CONNECT_API int connect_opts_set(connect_opts *opts, int opt, int64_t value);
 CONNECT_API int connect_opts_get(const connect_opts *opts, int opt,
 				 int64_t *value);
 
+typedef struct connect_tls_config connect_tls_config;
+
+/*
+ * The TLS configuration that connect_dial() and connect_listen() use for
+ * the schemes with a "tls" layer.  The options object takes its own
+ * reference (released by connect_opts_free() or by setting another; NULL
+ * clears).  Connections and listeners take theirs when they are made.
+ * Returns CONNECT_OK or CONNECT_EINVAL (opts NULL).
+ */
+CONNECT_API int connect_opts_set_tls(connect_opts *opts,
+				     connect_tls_config *cfg);
+/*
+ * The name a TLS client verifies the server's certificate against (see
+ * connect_tls_client()); NULL or unset: the host part of the address.
+ * The name is copied.  Returns CONNECT_OK, or CONNECT_EINVAL for a NULL
+ * opts, an empty name or one of 256 bytes or more.
+ */
+CONNECT_API int connect_opts_set_server_name(connect_opts *opts,
+					     const char *name);
+
 /* ------------------------------------------------------------------------ */
 /* Connections                                                               */
 /* ------------------------------------------------------------------------ */
 
 typedef struct connect_conn connect_conn;
+
+/*
+ * Dialing and listening.
+ *
+ * connect_dial() and connect_listen() take the transport as a URL scheme:
+ *
+ *     "tcp://host:port"       TCP ("host:port" without a scheme too)
+ *     "tls+tcp://host:port"   TLS over TCP ("tls://host:port" too); the
+ *                             configuration comes from
+ *                             connect_opts_set_tls(), the name to verify
+ *                             from connect_opts_set_server_name() (default:
+ *                             the host)
+ *
+ * Hosts: names, "1.2.3.4" or "[::1]"; port 0 listens on a free port.
+ * A new transport is a new scheme: no new functions.
+ *
+ * connect_dial returns what connect_tcp_client() and connect_tls_client()
+ * return, plus CONNECT_EADDR for an unknown scheme and CONNECT_ETLSCONFIG
+ * for a TLS scheme without a client configuration.
+ */
+CONNECT_API int connect_dial(connect_conn **connp, const char *url,
+			     const connect_opts *opts);
 
 /*
  * Open a TCP connection to `addr`: "host:port", "1.2.3.4:port" or
@@ -370,7 +424,9 @@ CONNECT_API int connect_conn_fd(connect_conn *conn);
  * datagrams accepted by connect_send*() that were not written to the stream.
  *
  * linger_ms == 0 aborts: nothing more is written and the stream is cut
- * without a clean end (over TLS the peer then sees CONNECT_ETRUNCATED).
+ * without a clean end: the TCP stream (under TLS too) is reset, and the
+ * peer sees CONNECT_ECONNRESET (over TLS, CONNECT_ETRUNCATED when it
+ * meets the end before the reset), never CONNECT_EEOF.
  *
  * Returns CONNECT_OK when everything queued was written and the stream was
  * ended cleanly (with linger 0: when nothing queued was lost),
@@ -421,11 +477,58 @@ CONNECT_API int connect_conn_stat(connect_conn *conn, int stat,
 /* Read an option as the connection uses it.  Errors as connect_opts_get. */
 CONNECT_API int connect_conn_opt(connect_conn *conn, int opt, int64_t *value);
 
+/*
+ * A pointer of the application's, kept with the connection (its session
+ * state, say); NULL until set.  The library never looks at it.  Safe from
+ * any thread; NULL conn is ignored (and connect_conn_user returns NULL).
+ */
+CONNECT_API void connect_conn_set_user(connect_conn *conn, void *user);
+CONNECT_API void *connect_conn_user(connect_conn *conn);
+
+enum connect_peer_info {
+	/* The peer certificate's subject DN, RFC 4514 ("CN=client,O=Example") */
+	CONNECT_PEER_SUBJECT = 1,
+	/* Its issuer's DN. */
+	CONNECT_PEER_ISSUER = 2,
+	/* Its subject alternative names, comma-separated and typed:
+	 * "DNS:localhost,IP:127.0.0.1,URI:spiffe://x,email:a@b" ("" if
+	 * none). */
+	CONNECT_PEER_SANS = 3,
+	/* SHA-256 of the certificate (DER), 64 lowercase hex digits. */
+	CONNECT_PEER_FINGERPRINT = 4,
+};
+
+/*
+ * The verified identity of the peer, from its certificate (for a TLS
+ * client: the server's; for a mutual-TLS server: the client's), written
+ * into buf as text.  Only certificates that passed verification reach
+ * this point: the handshake fails otherwise.
+ *
+ * Returns CONNECT_OK; or
+ *   CONNECT_EINVAL      NULL argument, unknown `what`, or len too small;
+ *   CONNECT_ENOTSUP     the transport authenticates nobody (TCP);
+ *   CONNECT_ETLSNOCERT  the peer sent no certificate (a server with
+ *                       client authentication off or optional);
+ *   CONNECT_ECLOSED     connect_close() has begun;
+ *   CONNECT_ETLS, CONNECT_ENOMEM.
+ */
+CONNECT_API int connect_conn_peer_identity(connect_conn *conn, int what,
+					   char *buf, size_t len);
+
 /* ------------------------------------------------------------------------ */
 /* Listeners                                                                 */
 /* ------------------------------------------------------------------------ */
 
 typedef struct connect_listener connect_listener;
+
+/*
+ * Listen on a URL (see connect_dial() for the schemes): "tcp://[::1]:0",
+ * "tls+tcp://0.0.0.0:7878" with connect_opts_set_tls() holding a server
+ * configuration.  Returns what connect_tcp_listen() and
+ * connect_tls_listen() return, plus CONNECT_EADDR for an unknown scheme.
+ */
+CONNECT_API int connect_listen(connect_listener **lp, const char *url,
+			       const connect_opts *opts);
 
 /*
  * Listen for TCP connections on `addr` ("127.0.0.1:0", "[::1]:7878",
@@ -481,8 +584,6 @@ CONNECT_API void connect_listener_close(connect_listener *l);
 /* ------------------------------------------------------------------------ */
 /* TLS                                                                       */
 /* ------------------------------------------------------------------------ */
-
-typedef struct connect_tls_config connect_tls_config;
 
 enum connect_tls_role {
 	CONNECT_TLS_CLIENT = 0,

@@ -1,6 +1,6 @@
 /*
- * Addresses: "host:port" / "[ipv6]:port" parsing, resolution, formatting,
- * and dialing a TCP connection with a timeout.
+ * Addresses: "host:port" / "[ipv6]:port" parsing, resolution and
+ * formatting.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -117,85 +117,4 @@ void cn_addr_format(const struct sockaddr *sa, char *buf, size_t len)
 		snprintf(buf, len, "(unknown address family %d)",
 			 sa->sa_family);
 	}
-}
-
-/* One connect attempt, bounded by deadline.  Returns a CONNECT code. */
-static int dial_one(const struct addrinfo *ai, int64_t deadline, int *fdp)
-{
-	int fd, err = 0, rc;
-	socklen_t elen = sizeof(err);
-	struct pollfd pfd;
-
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    ai->ai_protocol);
-	if (fd < 0)
-		return cn_err_from_errno(errno);
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		if (errno != EINPROGRESS) {
-			err = errno;
-			goto fail;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		do {
-			rc = poll(&pfd, 1, cn_remaining(deadline));
-		} while (rc < 0 && errno == EINTR);
-		if (rc == 0) {
-			close(fd);
-			return CONNECT_ETIMEDOUT;
-		}
-		if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
-					 &elen) < 0) {
-			err = errno;
-			goto fail;
-		}
-		if (err)
-			goto fail;
-	}
-	/* The transports do blocking I/O on the socket. */
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
-		err = errno;
-		goto fail;
-	}
-	*fdp = fd;
-	return CONNECT_OK;
-fail:
-	close(fd);
-	errno = err;
-	return cn_err_from_errno(err);
-}
-
-int cn_tcp_dial(const char *addr, int timeout_ms, int *fdp, char *reason,
-		size_t reasonlen)
-{
-	struct addrinfo *res, *ai;
-	int64_t deadline = cn_deadline(timeout_ms);
-	int rc, first = CONNECT_OK;
-
-	rc = cn_addr_resolve(addr, false, &res);
-	if (rc) {
-		snprintf(reason, reasonlen, "%s: %s", addr,
-			 connect_strerror(rc));
-		return rc;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		char text[CN_ADDRSTRLEN];
-
-		rc = dial_one(ai, deadline, fdp);
-		if (rc == CONNECT_OK)
-			break;
-		cn_addr_format(ai->ai_addr, text, sizeof(text));
-		snprintf(reason, reasonlen, "connect to %s: %s", text,
-			 connect_strerror(rc));
-		if (first == CONNECT_OK)
-			first = rc;
-		if (cn_remaining(deadline) == 0) {
-			rc = CONNECT_ETIMEDOUT;
-			break;
-		}
-	}
-	freeaddrinfo(res);
-	if (rc != CONNECT_OK && rc != CONNECT_ETIMEDOUT)
-		rc = first;
-	return rc;
 }

@@ -17,9 +17,19 @@
  *     signal only when someone sleeps.  Either the sleeper sees the change
  *     or the waker sees the sleeper, so no wake-up is lost, and a busy
  *     connection makes no system call per message.
- *   - `users` counts API calls in progress; connect_close() sets `closing`,
- *     wakes every sleeper and waits for `users` to reach 0 before tearing
- *     the connection down.
+ *   - `users` counts API calls in progress: every public entry point
+ *     registers.  connect_close() sets `closing`, wakes every sleeper and
+ *     waits on close_cv for `users` to reach 0 (the last call to leave
+ *     signals it) before tearing the connection down.
+ *   - `refs` counts who holds the memory: the application's handle, and
+ *     (later) items of an inbox.  connect_close() stops and joins the
+ *     threads and destroys the transport, and drops the application's
+ *     reference; the memory goes with the last reference.  What a
+ *     reference holder may still call after the close (sends, receives)
+ *     returns CONNECT_ECLOSED without touching the transport.
+ *   - Received datagrams go to a sink (sink.h).  The connection's own
+ *     inbound queue is the sink here; the reader knows it only through
+ *     the sink operations.
  */
 #include "connect_int.h"
 
@@ -29,11 +39,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "queue.h"
+#include "sink.h"
 #include "transport.h"
 
 /* Bytes asked of the transport per read. */
@@ -44,14 +54,18 @@ struct connect_conn {
 	struct cn_queue in;  /* reader -> application */
 
 	struct cn_transport *t;
+	struct cn_sink sink; /* delivers into `in` */
 	struct connect_opts opts;
+	char local[CN_ADDRSTRLEN], peer[CN_ADDRSTRLEN];
+	_Atomic(void *) user;
 
 	pthread_mutex_t lock;
 	pthread_cond_t writer_cv; /* writer: work, or flush/close */
 	pthread_cond_t reader_cv; /* reader: room in `in`, or close */
 	pthread_cond_t recv_cv;   /* applications: datagram or end */
 	pthread_cond_t send_cv;   /* applications: room in `out` */
-	pthread_cond_t close_cv;  /* connect_close: writer finished */
+	pthread_cond_t close_cv;  /* connect_close: writer finished, or the
+				   * last call in progress left */
 
 	_Atomic int writer_sleeping;
 	_Atomic int reader_sleeping;
@@ -59,6 +73,7 @@ struct connect_conn {
 	_Atomic int send_waiters;
 
 	_Atomic int users;   /* API calls in progress */
+	_Atomic int refs;    /* holders of the memory */
 	_Atomic int closing; /* connect_close() began: refuse new work */
 	_Atomic int flush;   /* writer: write what is queued, then end */
 	_Atomic int stop;    /* writer: stop now (the stream is cut) */
@@ -80,8 +95,35 @@ struct connect_conn {
 	pthread_t reader, writer;
 };
 
-#define ENTER(c) atomic_fetch_add(&(c)->users, 1)
-#define LEAVE(c) atomic_fetch_sub(&(c)->users, 1)
+static void conn_free(struct connect_conn *c);
+
+/* Register a call in progress; connect_close() waits for it to leave. */
+static void enter(struct connect_conn *c)
+{
+	atomic_fetch_add(&c->users, 1);
+}
+
+static void leave(struct connect_conn *c)
+{
+	/* Both sides are sequentially consistent: either connect_close()
+	 * sees users at 0, or we see closing and wake it. */
+	if (atomic_fetch_sub(&c->users, 1) == 1 && atomic_load(&c->closing)) {
+		pthread_mutex_lock(&c->lock);
+		pthread_cond_broadcast(&c->close_cv);
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+void cn_conn_ref(struct connect_conn *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+void cn_conn_unref(struct connect_conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) == 1)
+		conn_free(c);
+}
 
 static void set_error(struct connect_conn *c, int code, const char *reason)
 {
@@ -92,7 +134,7 @@ static void set_error(struct connect_conn *c, int code, const char *reason)
 			 reason && reason[0] ? reason : connect_strerror(code));
 	}
 	pthread_mutex_unlock(&c->lock);
-	cn_log(CONNECT_LOG_WARN, "CONNECT-CONN", "%s: %s (%s)", c->t->peer,
+	cn_log(CONNECT_LOG_WARN, "CONNECT-CONN", "%s: %s (%s)", c->peer,
 	       connect_strerror(code), reason ? reason : "");
 }
 
@@ -146,7 +188,7 @@ static int write_all(struct connect_conn *c, struct iovec *iov, int cnt,
 	int i = 0;
 
 	while (i < cnt) {
-		ssize_t n = c->t->ops->sendv(c->t, iov + i, cnt - i);
+		ssize_t n = c->t->ops->sendv(c->t, iov + i, cnt - i, 0);
 
 		if (n < 0) {
 			*done = i;
@@ -287,9 +329,18 @@ static void *writer_main(void *arg)
 
 /* ---------------------------------------------------------------- reader */
 
-/* Sleep while the inbound queue is full.  False when closing. */
-static bool reader_wait_room(struct connect_conn *c)
+/* ---- the connection's own inbound queue, as a sink ---- */
+
+static struct connect_conn *conn_of_sink(struct cn_sink *s)
 {
+	return caa_container_of(s, struct connect_conn, sink);
+}
+
+/* Sleep while the inbound queue is full.  False when closing. */
+static bool queue_wait_room(struct cn_sink *s)
+{
+	struct connect_conn *c = conn_of_sink(s);
+
 	if (!cn_queue_full(&c->in))
 		return true;
 	pthread_mutex_lock(&c->lock);
@@ -300,6 +351,44 @@ static bool reader_wait_room(struct connect_conn *c)
 	pthread_mutex_unlock(&c->lock);
 	return !atomic_load(&c->closing);
 }
+
+static bool queue_push(struct cn_sink *s, struct connect_datagram *dg)
+{
+	struct connect_conn *c = conn_of_sink(s);
+
+	/* Count before the push, so a consumer that pops it at once never
+	 * counts below 0. */
+	cn_queue_account(&c->in, 1, dg->len);
+	return cn_queue_push(&c->in, dg);
+}
+
+static void queue_wake(struct cn_sink *s)
+{
+	struct connect_conn *c = conn_of_sink(s);
+
+	wake_if(c, &c->recv_waiters, &c->recv_cv);
+	efd_signal(c);
+}
+
+static void queue_end(struct cn_sink *s, int code)
+{
+	struct connect_conn *c = conn_of_sink(s);
+
+	/* Published after the last push: a consumer that sees rx_done and
+	 * then finds the queue empty has everything. */
+	atomic_store(&c->rx_done, code);
+	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->recv_cv);
+	pthread_mutex_unlock(&c->lock);
+	efd_signal(c);
+}
+
+static const struct cn_sink_ops queue_sink_ops = {
+	.wait_room = queue_wait_room,
+	.push = queue_push,
+	.wake = queue_wake,
+	.end = queue_end,
+};
 
 static void *reader_main(void *arg)
 {
@@ -319,11 +408,11 @@ static void *reader_main(void *arg)
 		bool edge = false;
 		ssize_t n;
 
-		if (!reader_wait_room(c)) {
+		if (!c->sink.ops->wait_room(&c->sink)) {
 			final = CONNECT_ECLOSED;
 			break;
 		}
-		n = c->t->ops->recv(c->t, buf, CN_READ_CHUNK);
+		n = c->t->ops->recv(c->t, buf, CN_READ_CHUNK, 0);
 		if (n == 0) {
 			final = cn_decoder_finish(&dec);
 			snprintf(reason, sizeof(reason), "%s", dec.reason);
@@ -343,12 +432,9 @@ static void *reader_main(void *arg)
 
 			off += used;
 			if (dg) {
-				/* Count before the push, so a consumer that
-				 * pops it at once never counts below 0. */
-				cn_queue_account(&c->in, 1, dg->len);
 				msgs++;
 				bytes += dg->len;
-				if (cn_queue_push(&c->in, dg))
+				if (c->sink.ops->push(&c->sink, dg))
 					edge = true;
 			}
 			if (rc) {
@@ -362,10 +448,8 @@ static void *reader_main(void *arg)
 		}
 		atomic_fetch_add(&c->msgs_recv, msgs);
 		atomic_fetch_add(&c->bytes_recv, bytes);
-		if (edge) {
-			wake_if(c, &c->recv_waiters, &c->recv_cv);
-			efd_signal(c);
-		}
+		if (edge)
+			c->sink.ops->wake(&c->sink);
 	}
 	cn_decoder_fini(&dec);
 	free(buf);
@@ -380,13 +464,7 @@ static void *reader_main(void *arg)
 		c->t->ops->abort(c->t);
 		wake_all(c);
 	}
-	/* Published after the last push: a consumer that sees rx_done and
-	 * then finds the queue empty has everything. */
-	atomic_store(&c->rx_done, final);
-	pthread_mutex_lock(&c->lock);
-	pthread_cond_broadcast(&c->recv_cv);
-	pthread_mutex_unlock(&c->lock);
-	efd_signal(c);
+	c->sink.ops->end(&c->sink, final);
 	return NULL;
 }
 
@@ -422,6 +500,10 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	memset(c, 0, sizeof(*c));
 	cn_opts_copy(&c->opts, opts);
 	c->t = t;
+	c->sink.ops = &queue_sink_ops;
+	atomic_init(&c->refs, 1);
+	memcpy(c->local, t->local, sizeof(c->local));
+	memcpy(c->peer, t->peer, sizeof(c->peer));
 	cn_queue_init(&c->out, (uint64_t)c->opts.v[CONNECT_OPT_SEND_QUEUE_BYTES],
 		      (uint64_t)c->opts.v[CONNECT_OPT_SEND_QUEUE_MSGS]);
 	cn_queue_init(&c->in, (uint64_t)c->opts.v[CONNECT_OPT_RECV_QUEUE_BYTES],
@@ -459,29 +541,6 @@ fail:
 	return rc;
 }
 
-int connect_tcp_client(connect_conn **connp, const char *addr,
-		       const connect_opts *opts)
-{
-	struct connect_opts o;
-	struct cn_transport *t;
-	char reason[CN_REASON_LEN];
-	int fd, rc;
-
-	if (!connp || !addr)
-		return CONNECT_EINVAL;
-	cn_opts_copy(&o, opts);
-	rc = cn_tcp_dial(addr, (int)o.v[CONNECT_OPT_CONNECT_TIMEOUT_MS], &fd,
-			 reason, sizeof(reason));
-	if (rc) {
-		cn_log(CONNECT_LOG_INFO, "CONNECT-DIAL", "%s", reason);
-		return rc;
-	}
-	rc = cn_tcp_transport_new(&t, fd, &o);
-	if (rc)
-		return rc;
-	return cn_conn_start(connp, t, &o);
-}
-
 int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 {
 	int64_t deadline;
@@ -497,12 +556,11 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	/* 1. Refuse new work and wake every waiting call; wait for the
 	 * calls in progress to leave (they return CONNECT_ECLOSED). */
 	atomic_store(&c->closing, 1);
-	while (atomic_load(&c->users) > 0) {
-		struct timespec ts = { 0, 1000000 };
-
-		wake_all(c);
-		nanosleep(&ts, NULL);
-	}
+	wake_all(c);
+	pthread_mutex_lock(&c->lock);
+	while (atomic_load(&c->users) > 0)
+		pthread_cond_wait(&c->close_cv, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 
 	/* 2. Let the writer flush the queue and end the stream cleanly
 	 * (the transport waits for the peer to acknowledge it all). */
@@ -540,9 +598,10 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	else if (rc == CONNECT_ECLOSED)
 		rc = CONNECT_ETIMEDOUT; /* the deadline cut the shutdown */
 	c->t->ops->destroy(c->t);
-	conn_free(c);
+	c->t = NULL;
 	if (unsent)
 		*unsent = left;
+	cn_conn_unref(c);
 	return rc;
 }
 
@@ -580,9 +639,9 @@ int connect_send(connect_conn *c, connect_datagram *dg)
 
 	if (!c || !dg)
 		return CONNECT_EINVAL;
-	ENTER(c);
+	enter(c);
 	rc = send_try(c, dg);
-	LEAVE(c);
+	leave(c);
 	return rc;
 }
 
@@ -593,7 +652,7 @@ int connect_send_wait(connect_conn *c, connect_datagram *dg, int timeout_ms)
 
 	if (!c || !dg)
 		return CONNECT_EINVAL;
-	ENTER(c);
+	enter(c);
 	while ((rc = send_try(c, dg)) == CONNECT_EAGAIN) {
 		bool timed_out = false;
 
@@ -613,7 +672,7 @@ int connect_send_wait(connect_conn *c, connect_datagram *dg, int timeout_ms)
 			break;
 		}
 	}
-	LEAVE(c);
+	leave(c);
 	return rc;
 }
 
@@ -663,9 +722,9 @@ int connect_recv(connect_conn *c, connect_datagram **dgp)
 
 	if (!c || !dgp)
 		return CONNECT_EINVAL;
-	ENTER(c);
+	enter(c);
 	rc = recv_try(c, dgp);
-	LEAVE(c);
+	leave(c);
 	return rc;
 }
 
@@ -676,7 +735,7 @@ int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
 
 	if (!c || !dgp)
 		return CONNECT_EINVAL;
-	ENTER(c);
+	enter(c);
 	while ((rc = recv_try(c, dgp)) == CONNECT_EAGAIN) {
 		bool timed_out = false;
 
@@ -702,7 +761,7 @@ int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
 			break;
 		}
 	}
-	LEAVE(c);
+	leave(c);
 	return rc;
 }
 
@@ -712,7 +771,7 @@ int connect_conn_fd(connect_conn *c)
 
 	if (!c)
 		return CONNECT_EINVAL;
-	ENTER(c);
+	enter(c);
 	pthread_mutex_lock(&c->recv_lock);
 	fd = atomic_load(&c->efd);
 	if (fd < 0) {
@@ -730,7 +789,7 @@ int connect_conn_fd(connect_conn *c)
 		}
 	}
 	pthread_mutex_unlock(&c->recv_lock);
-	LEAVE(c);
+	leave(c);
 	return fd;
 }
 
@@ -742,14 +801,17 @@ int connect_conn_error(connect_conn *c, char *buf, size_t len)
 
 	if (!c)
 		return CONNECT_EINVAL;
+	enter(c);
 	pthread_mutex_lock(&c->lock);
 	code = c->err_code;
 	if (buf && len > 0)
 		snprintf(buf, len, "%s", code ? c->err_reason : "");
 	pthread_mutex_unlock(&c->lock);
+	leave(c);
 	return code;
 }
 
+/* The addresses are copied at the start and never change. */
 static int copy_addr(const char *src, char *buf, size_t len)
 {
 	size_t n;
@@ -765,18 +827,70 @@ static int copy_addr(const char *src, char *buf, size_t len)
 
 int connect_conn_local_addr(connect_conn *c, char *buf, size_t len)
 {
-	return c ? copy_addr(c->t->local, buf, len) : CONNECT_EINVAL;
+	int rc;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	enter(c);
+	rc = copy_addr(c->local, buf, len);
+	leave(c);
+	return rc;
 }
 
 int connect_conn_peer_addr(connect_conn *c, char *buf, size_t len)
 {
-	return c ? copy_addr(c->t->peer, buf, len) : CONNECT_EINVAL;
+	int rc;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	enter(c);
+	rc = copy_addr(c->peer, buf, len);
+	leave(c);
+	return rc;
 }
 
-int connect_conn_stat(connect_conn *c, int stat, uint64_t *value)
+void connect_conn_set_user(connect_conn *c, void *user)
 {
-	if (!c || !value)
+	if (c) {
+		enter(c);
+		atomic_store(&c->user, user);
+		leave(c);
+	}
+}
+
+void *connect_conn_user(connect_conn *c)
+{
+	void *user;
+
+	if (!c)
+		return NULL;
+	enter(c);
+	user = atomic_load(&c->user);
+	leave(c);
+	return user;
+}
+
+int connect_conn_peer_identity(connect_conn *c, int what, char *buf,
+			       size_t len)
+{
+	int rc;
+
+	if (!c || !buf || len == 0)
 		return CONNECT_EINVAL;
+	buf[0] = '\0';
+	enter(c);
+	if (atomic_load(&c->closing))
+		rc = CONNECT_ECLOSED;
+	else if (!c->t->ops->peer_identity)
+		rc = CONNECT_ENOTSUP;
+	else
+		rc = c->t->ops->peer_identity(c->t, what, buf, len);
+	leave(c);
+	return rc;
+}
+
+static int conn_stat(struct connect_conn *c, int stat, uint64_t *value)
+{
 	switch (stat) {
 	case CONNECT_STAT_MSGS_SENT:
 		*value = atomic_load(&c->msgs_sent);
@@ -808,9 +922,26 @@ int connect_conn_stat(connect_conn *c, int stat, uint64_t *value)
 	return CONNECT_OK;
 }
 
+int connect_conn_stat(connect_conn *c, int stat, uint64_t *value)
+{
+	int rc;
+
+	if (!c || !value)
+		return CONNECT_EINVAL;
+	enter(c);
+	rc = conn_stat(c, stat, value);
+	leave(c);
+	return rc;
+}
+
 int connect_conn_opt(connect_conn *c, int opt, int64_t *value)
 {
+	int rc;
+
 	if (!c)
 		return CONNECT_EINVAL;
-	return connect_opts_get(&c->opts, opt, value);
+	enter(c);
+	rc = connect_opts_get(&c->opts, opt, value);
+	leave(c);
+	return rc;
 }

@@ -82,13 +82,18 @@ struct connect_datagram {
 struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
 					   uint16_t tag);
 
-/* Options, as a table indexed by enum connect_opt. */
-#define CN_OPT_MAX 12
+/* Options: a table indexed by enum connect_opt, and what dial and listen
+ * take by reference (the user's object owns them). */
+#define CN_OPT_MAX 13
+#define CN_NAME_LEN 256
 struct connect_opts {
 	int64_t v[CN_OPT_MAX];
+	connect_tls_config *tls;       /* a reference, or NULL */
+	char server_name[CN_NAME_LEN]; /* "" for none */
 };
 void cn_opts_defaults(struct connect_opts *o);
-/* opts or the defaults. */
+/* The values of opts, or the defaults; never its references (dst->tls is
+ * NULL, dst->server_name empty). */
 void cn_opts_copy(struct connect_opts *dst, const struct connect_opts *src);
 
 /* Logging through the user's callback (nothing without one). */
@@ -124,9 +129,6 @@ struct addrinfo;
 int cn_addr_resolve(const char *addr, bool passive, struct addrinfo **res);
 /* "1.2.3.4:5" / "[::1]:5". */
 void cn_addr_format(const struct sockaddr *sa, char *buf, size_t len);
-/* Connect a TCP socket to addr within timeout_ms; *fdp is blocking. */
-int cn_tcp_dial(const char *addr, int timeout_ms, int *fdp, char *reason,
-		size_t reasonlen);
 
 /*
  * Thread-sanitizer hand-off marks.  liburcu 0.13 does its atomics in inline
@@ -155,5 +157,9 @@ struct cn_transport;
  * on failure). */
 int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 		  const struct connect_opts *opts);
+/* Hold or release the memory of a connection (connect_close() releases
+ * the application's reference). */
+void cn_conn_ref(connect_conn *c);
+void cn_conn_unref(connect_conn *c);
 
 #endif /* CONNECT_INT_H */

@@ -1,27 +1,30 @@
 /*
- * Listeners: a thread accepts connections (TLS: each handshake on a thread
- * of its own) and queues them for connect_accept().
+ * The listener: one accept loop for every transport.  A library thread
+ * takes incoming connections from the transport's endpoint, wraps them in
+ * the stack's layers, runs each handshake on a thread of its own, and
+ * queues the connections for connect_accept().
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
+ * Room: handshakes in progress and connections waiting for accept are
+ * bounded separately.  The accept loop pauses while CONNECT_OPT_ACCEPT_QUEUE
+ * finished connections wait (the kernel backlog then holds clients); it
+ * never pauses for handshakes: when CONNECT_OPT_HANDSHAKE_MAX are under way
+ * and another client arrives, the oldest handshake is cut, so a flood of
+ * silent or slow peers cannot lock real clients out.
+ *
  * Locking theory: `lock` guards the ready list, the handshake list, the
  * counters and the error slots.  Accepting is not a hot path, so plain
- * mutex and condition variable.  `users` counts API calls in progress, as
- * for connections.
+ * mutex and condition variables.  `users` counts API calls in progress;
+ * connect_listener_close() waits on `cv` until it is 0.
  */
 #include "connect_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tls.h"
@@ -32,23 +35,24 @@ struct ready {
 	struct ready *next;
 };
 
-/* A TLS handshake in progress on a thread of its own. */
+/* A handshake in progress on a thread of its own. */
 struct handshake {
 	struct connect_listener *l;
 	pthread_t thread;
-	int fd;     /* the socket, owned by the handshake */
-	int dupfd;  /* our own reference to it, to shut it down on close */
-	bool done;  /* under l->lock */
-	char peer[CN_ADDRSTRLEN]; /* taken at accept: the peer may vanish */
-	struct handshake *next;
+	struct cn_transport *t; /* owned by the handshake thread */
+	bool done;              /* under l->lock: t no longer ours to cut */
+	bool cut;               /* under l->lock: the listener cut it */
+	char peer[CN_ADDRSTRLEN];
+	struct handshake *prev, *next; /* newest first */
 };
 
 struct connect_listener {
-	int fd;       /* listening socket (non-blocking) */
-	int wake_fd;  /* eventfd: wakes the accepting thread */
-	int ready_fd; /* eventfd: readable while connections wait */
+	struct cn_tlistener *tl;
+	struct cn_stack st;
+	struct cn_endpoint ep;
 	struct connect_opts opts;
 	connect_tls_config *tls;
+	int ready_fd; /* eventfd: readable while connections wait */
 
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -56,21 +60,17 @@ struct connect_listener {
 
 	struct ready *head, **tailp;
 	size_t nready;
-	struct handshake *hs;
-	size_t nhs;
+	struct handshake *hs, *hs_oldest;
+	size_t nhs;     /* handshakes listed (running or to be joined) */
+	size_t nactive; /* handshakes running and not cut */
 
 	_Atomic int closing;
 	_Atomic int users;
 
-	int tls_failures;
-	int tls_last_err;
-	char tls_last_reason[CN_REASON_LEN + CN_ADDRSTRLEN + 4];
-
-	char addr[CN_ADDRSTRLEN];
-	int port;
+	int failures;
+	int last_err;
+	char last_reason[CN_REASON_LEN + CN_ADDRSTRLEN + 4];
 };
-
-static void handshake_done(struct connect_listener *l, struct handshake *h);
 
 static void efd_write(int fd)
 {
@@ -86,6 +86,31 @@ static void efd_clear(int fd)
 
 	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
+}
+
+static bool enter(struct connect_listener *l)
+{
+	atomic_fetch_add(&l->users, 1);
+	return !atomic_load(&l->closing);
+}
+
+static void leave(struct connect_listener *l)
+{
+	if (atomic_fetch_sub(&l->users, 1) == 1 && atomic_load(&l->closing)) {
+		pthread_mutex_lock(&l->lock);
+		pthread_cond_broadcast(&l->cv);
+		pthread_mutex_unlock(&l->lock);
+	}
+}
+
+/* Count a failed handshake.  Called with l->lock held. */
+static void note_failure(struct connect_listener *l, const char *peer, int rc,
+			 const char *reason)
+{
+	l->failures++;
+	l->last_err = rc;
+	snprintf(l->last_reason, sizeof(l->last_reason), "%s: %s", peer,
+		 reason[0] ? reason : connect_strerror(rc));
 }
 
 /* Queue an accepted connection; false (and the caller closes it) once the
@@ -109,11 +134,8 @@ static bool ready_push(struct connect_listener *l, connect_conn *c)
 	return true;
 }
 
-/* Start the connection's threads and queue it for connect_accept().  For a
- * handshake, h is marked done in the same critical section, so that
- * connect_listener_close() never cuts a connection already handed out. */
-static void start_conn(struct connect_listener *l, struct cn_transport *t,
-		       struct handshake *h)
+/* Start the connection's threads and queue it for connect_accept(). */
+static void start_conn(struct connect_listener *l, struct cn_transport *t)
 {
 	connect_conn *c = NULL;
 	bool queued = false;
@@ -122,78 +144,73 @@ static void start_conn(struct connect_listener *l, struct cn_transport *t,
 	rc = cn_conn_start(&c, t, &l->opts);
 	if (rc)
 		cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT",
-		       "%s: could not start a connection: %s", l->addr,
+		       "%s: could not start a connection: %s", l->tl->addr,
 		       connect_strerror(rc));
 	pthread_mutex_lock(&l->lock);
 	if (c)
 		queued = ready_push(l, c);
-	if (h)
-		handshake_done(l, h);
 	pthread_mutex_unlock(&l->lock);
 	if (c && !queued)
 		connect_close(c, 0, NULL);
 }
 
-/* Called with l->lock held. */
-static void handshake_done(struct connect_listener *l, struct handshake *h)
+static void hs_unlink(struct connect_listener *l, struct handshake *h)
 {
-	h->done = true;
-	close(h->dupfd);
-	h->dupfd = -1;
-	pthread_cond_broadcast(&l->cv);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		l->hs = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	else
+		l->hs_oldest = h->prev;
+	l->nhs--;
 }
 
 static void *handshake_main(void *arg)
 {
 	struct handshake *h = arg;
 	struct connect_listener *l = h->l;
-	struct cn_transport *t;
+	struct cn_transport *t = h->t;
 	char reason[CN_REASON_LEN] = "";
+	bool cut;
 	int rc;
 
-	rc = cn_tls_transport_new(&t, h->fd, l->tls, NULL, &l->opts, reason,
-				  sizeof(reason));
-	if (rc == CONNECT_OK) {
-		start_conn(l, t, h);
+	rc = t->ops->handshake(t, -1, reason, sizeof(reason));
+	/* From here on the listener no longer touches t. */
+	pthread_mutex_lock(&l->lock);
+	h->done = true;
+	cut = h->cut;
+	if (!cut)
+		l->nactive--;
+	if (rc && !cut && !atomic_load(&l->closing))
+		note_failure(l, h->peer, rc, reason);
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->lock);
+	if (rc == CONNECT_OK && !cut) {
+		start_conn(l, t);
 		return NULL;
-	} else if (atomic_load(&l->closing)) {
-		/* Cut short by connect_listener_close(): not the peer's
-		 * failure, nothing to count or report. */
-		pthread_mutex_lock(&l->lock);
-		handshake_done(l, h);
-		pthread_mutex_unlock(&l->lock);
-	} else {
-		const char *peer = h->peer;
-
-		pthread_mutex_lock(&l->lock);
-		l->tls_failures++;
-		l->tls_last_err = rc;
-		snprintf(l->tls_last_reason, sizeof(l->tls_last_reason),
-			 "%s: %s", peer, reason[0] ? reason
-						   : connect_strerror(rc));
-		handshake_done(l, h);
-		pthread_mutex_unlock(&l->lock);
-		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
-		       "%s: handshake with %s failed: %s (%s)", l->addr, peer,
-		       connect_strerror(rc), reason);
 	}
+	t->ops->destroy(t);
+	if (rc && !cut && !atomic_load(&l->closing))
+		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
+		       "%s: handshake with %s failed: %s (%s)", l->tl->addr,
+		       h->peer, connect_strerror(rc), reason);
 	return NULL;
 }
 
 /* Join the handshake threads that finished (all of them if `all`). */
 static void reap_handshakes(struct connect_listener *l, bool all)
 {
-	struct handshake **pp, *h, *done = NULL;
+	struct handshake *h, *next, *done = NULL;
 
 	pthread_mutex_lock(&l->lock);
-	for (pp = &l->hs; (h = *pp) != NULL;) {
+	for (h = l->hs; h; h = next) {
+		next = h->next;
 		if (h->done || all) {
-			*pp = h->next;
+			hs_unlink(l, h);
 			h->next = done;
 			done = h;
-			l->nhs--;
-		} else {
-			pp = &h->next;
 		}
 	}
 	pthread_mutex_unlock(&l->lock);
@@ -204,63 +221,101 @@ static void reap_handshakes(struct connect_listener *l, bool all)
 	}
 }
 
-static void start_handshake(struct connect_listener *l, int fd,
-			    const struct sockaddr *peer)
+/* Cut a handshake that is still running.  Called with l->lock held. */
+static void hs_cut(struct connect_listener *l, struct handshake *h)
 {
-	struct handshake *h = calloc(1, sizeof(*h));
+	if (h->done || h->cut)
+		return;
+	h->cut = true;
+	l->nactive--;
+	h->t->ops->abort(h->t);
+}
+
+/* Make room for one more handshake: cut the oldest running ones. */
+static void hs_make_room(struct connect_listener *l)
+{
+	size_t max = (size_t)l->opts.v[CONNECT_OPT_HANDSHAKE_MAX];
+	struct handshake *h;
+
+	pthread_mutex_lock(&l->lock);
+	for (h = l->hs_oldest; h && l->nactive >= max; h = h->prev) {
+		if (h->done || h->cut)
+			continue;
+		note_failure(l, h->peer, CONNECT_ETLSHANDSHAKETIMEOUT,
+			     "handshake cut: too many in progress, the oldest "
+			     "goes first");
+		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
+		       "%s: %zu handshakes in progress: cutting the oldest, "
+		       "with %s", l->tl->addr, l->nactive, h->peer);
+		hs_cut(l, h);
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void start_handshake(struct connect_listener *l, struct cn_transport *t)
+{
+	struct handshake *h;
 	int rc;
 
-	if (!h || (h->dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-		free(h);
-		close(fd);
+	reap_handshakes(l, false);
+	hs_make_room(l);
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		t->ops->destroy(t);
 		return;
 	}
-	cn_addr_format(peer, h->peer, sizeof(h->peer));
+	snprintf(h->peer, sizeof(h->peer), "%s", t->peer);
 	h->l = l;
-	h->fd = fd;
-	/* Listed before it starts: it may finish (and mark itself done)
-	 * at once, and close must find it. */
+	h->t = t;
+	/* Listed before it starts: it may finish at once, and close must
+	 * find it. */
 	pthread_mutex_lock(&l->lock);
 	h->next = l->hs;
+	if (l->hs)
+		l->hs->prev = h;
+	else
+		l->hs_oldest = h;
 	l->hs = h;
 	l->nhs++;
+	l->nactive++;
 	pthread_mutex_unlock(&l->lock);
 	rc = cn_thread_start(&h->thread, handshake_main, h,
 			     (size_t)l->opts.v[CONNECT_OPT_THREAD_STACK]);
 	if (rc) {
-		struct handshake **pp;
-
 		pthread_mutex_lock(&l->lock);
-		for (pp = &l->hs; *pp != h; pp = &(*pp)->next)
-			;
-		*pp = h->next;
-		l->nhs--;
+		hs_unlink(l, h);
+		l->nactive--;
 		pthread_mutex_unlock(&l->lock);
 		cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT",
-		       "%s: no thread for a TLS handshake", l->addr);
-		close(h->dupfd);
-		close(fd);
+		       "%s: no thread for a handshake", l->tl->addr);
+		t->ops->destroy(t);
 		free(h);
 	}
 }
 
-/* Wait until fewer than the accept-queue limit are queued or in handshake,
+/* Wait until fewer than the accept-queue limit wait for connect_accept(),
  * or until the listener closes.  False when closing. */
 static bool accept_room(struct connect_listener *l)
 {
 	size_t limit = (size_t)l->opts.v[CONNECT_OPT_ACCEPT_QUEUE];
 
 	pthread_mutex_lock(&l->lock);
-	while (l->nready + l->nhs >= limit && !atomic_load(&l->closing)) {
-		pthread_mutex_unlock(&l->lock);
-		reap_handshakes(l, false);
-		pthread_mutex_lock(&l->lock);
-		if (l->nready + l->nhs < limit || atomic_load(&l->closing))
-			break;
+	while (l->nready >= limit && !atomic_load(&l->closing))
 		pthread_cond_wait(&l->cv, &l->lock);
-	}
 	pthread_mutex_unlock(&l->lock);
 	return !atomic_load(&l->closing);
+}
+
+/* Sleep up to ms unless the listener closes. */
+static void pause_ms(struct connect_listener *l, int ms)
+{
+	int64_t deadline = cn_deadline(ms);
+
+	pthread_mutex_lock(&l->lock);
+	while (!atomic_load(&l->closing) &&
+	       cn_cond_wait_until(&l->cv, &l->lock, deadline))
+		;
+	pthread_mutex_unlock(&l->lock);
 }
 
 static void *accept_main(void *arg)
@@ -268,98 +323,43 @@ static void *accept_main(void *arg)
 	struct connect_listener *l = arg;
 
 	while (accept_room(l)) {
-		struct pollfd pfd[2] = {
-			{ .fd = l->fd, .events = POLLIN },
-			{ .fd = l->wake_fd, .events = POLLIN },
-		};
-		struct sockaddr_storage ss;
-		socklen_t sslen = sizeof(ss);
-		int fd, n;
+		struct cn_transport *t;
+		char reason[CN_REASON_LEN] = "";
+		int rc;
 
-		n = poll(pfd, 2, 1000);
-		if (atomic_load(&l->closing))
+		rc = l->tl->ops->accept(l->tl, &t, reason, sizeof(reason));
+		if (rc == CONNECT_ECLOSED || atomic_load(&l->closing)) {
+			if (rc == CONNECT_OK)
+				t->ops->destroy(t);
 			break;
-		reap_handshakes(l, false);
-		if (n <= 0 || !(pfd[0].revents & POLLIN))
-			continue;
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
-			     SOCK_CLOEXEC);
-		if (fd < 0) {
-			int e = errno;
-
-			if (e == EAGAIN || e == EINTR || e == ECONNABORTED ||
-			    e == EPROTO)
-				continue;
+		}
+		if (rc) {
 			/* Out of descriptors or memory: say so, pause, and go
 			 * on; the kernel backlog keeps the clients. */
-			cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT",
-			       "%s: accept: %s", l->addr, strerror(e));
-			poll(&pfd[1], 1, 100);
+			cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT", "%s: %s",
+			       l->tl->addr, reason);
+			pause_ms(l, 100);
 			continue;
 		}
-		if (l->tls) {
-			start_handshake(l, fd, (struct sockaddr *)&ss);
-		} else {
-			struct cn_transport *t;
-
-			if (cn_tcp_transport_new(&t, fd, &l->opts) == CONNECT_OK)
-				start_conn(l, t, NULL);
+		rc = cn_stack_wrap(&l->st, &l->ep, &t, reason, sizeof(reason));
+		if (rc) {
+			cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT", "%s: %s",
+			       l->tl->addr, reason);
+			continue;
 		}
+		if (t->ops->handshake)
+			start_handshake(l, t);
+		else
+			start_conn(l, t);
+		reap_handshakes(l, false);
 	}
 	return NULL;
 }
 
-static int listen_socket(struct connect_listener *l, const char *addr)
-{
-	struct addrinfo *res, *ai;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int rc, fd = -1, e = 0, one = 1;
-
-	rc = cn_addr_resolve(addr, true, &res);
-	if (rc)
-		return rc;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family,
-			    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
-		if (fd < 0) {
-			e = errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (ai->ai_family == AF_INET6)
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
-				   sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, SOMAXCONN) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return cn_err_from_errno(e);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-		e = errno;
-		close(fd);
-		return cn_err_from_errno(e);
-	}
-	cn_addr_format((struct sockaddr *)&ss, l->addr, sizeof(l->addr));
-	l->port = ntohs(ss.ss_family == AF_INET6
-				? ((struct sockaddr_in6 *)&ss)->sin6_port
-				: ((struct sockaddr_in *)&ss)->sin_port);
-	l->fd = fd;
-	return CONNECT_OK;
-}
-
 static void listener_free(struct connect_listener *l)
 {
-	if (l->fd >= 0)
-		close(l->fd);
-	if (l->wake_fd >= 0)
-		close(l->wake_fd);
+	if (l->tl)
+		l->tl->ops->destroy(l->tl);
 	if (l->ready_fd >= 0)
 		close(l->ready_fd);
 	if (l->tls)
@@ -369,16 +369,17 @@ static void listener_free(struct connect_listener *l)
 	free(l);
 }
 
-static int listen_common(connect_listener **lp, const char *addr,
-			 connect_tls_config *tls, const connect_opts *opts)
+static int listen_stack(connect_listener **lp, const struct cn_stack *st,
+			connect_tls_config *tls, const connect_opts *opts)
 {
 	struct connect_listener *l;
+	char reason[CN_REASON_LEN] = "";
 	int rc;
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return CONNECT_ENOMEM;
-	l->fd = l->wake_fd = l->ready_fd = -1;
+	l->ready_fd = -1;
 	pthread_mutex_init(&l->lock, NULL);
 	cn_cond_init(&l->cv);
 	l->tailp = &l->head;
@@ -387,12 +388,27 @@ static int listen_common(connect_listener **lp, const char *addr,
 		cn_tls_config_ref(tls);
 		l->tls = tls;
 	}
-	rc = listen_socket(l, addr);
+	l->st = *st;
+	l->ep = (struct cn_endpoint){
+		.addr = st->addr,
+		.opts = &l->opts,
+		.tls = l->tls,
+		.deadline = -1,
+		.server = true,
+	};
+	rc = cn_stack_check(st, &l->ep, true, reason, sizeof(reason));
+	if (rc) {
+		cn_log(CONNECT_LOG_ERROR, "CONNECT-LISTEN", "%s: %s", st->addr,
+		       reason[0] ? reason : connect_strerror(rc));
+		goto fail;
+	}
+	rc = st->base->listen(&l->ep, &l->tl, reason, sizeof(reason));
 	if (rc)
 		goto fail;
-	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* The stack's address from now on is the transport's copy. */
+	l->st.addr = l->ep.addr = l->tl->addr;
 	l->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (l->wake_fd < 0 || l->ready_fd < 0) {
+	if (l->ready_fd < 0) {
 		rc = cn_err_from_errno(errno);
 		goto fail;
 	}
@@ -407,30 +423,43 @@ fail:
 	return rc;
 }
 
+int connect_listen(connect_listener **lp, const char *url,
+		   const connect_opts *opts)
+{
+	struct cn_stack st;
+	int rc;
+
+	if (!lp || !url)
+		return CONNECT_EINVAL;
+	rc = cn_stack_parse(url, &st);
+	if (rc)
+		return rc;
+	return listen_stack(lp, &st, opts ? opts->tls : NULL, opts);
+}
+
 int connect_tcp_listen(connect_listener **lp, const char *addr,
 		       const connect_opts *opts)
 {
+	struct cn_stack st = { .base = &cn_tcp_class, .addr = addr };
+
 	if (!lp || !addr)
 		return CONNECT_EINVAL;
-	return listen_common(lp, addr, NULL, opts);
+	return listen_stack(lp, &st, NULL, opts);
 }
 
 int connect_tls_listen(connect_listener **lp, const char *addr,
 		       connect_tls_config *cfg, const connect_opts *opts)
 {
-	char reason[CN_REASON_LEN];
-	int rc;
+	struct cn_stack st = {
+		.base = &cn_tcp_class,
+		.layers = { &cn_tls_class },
+		.nlayers = 1,
+		.addr = addr,
+	};
 
 	if (!lp || !addr || !cfg)
 		return CONNECT_EINVAL;
-	if (cn_tls_config_role(cfg) != CONNECT_TLS_SERVER)
-		return CONNECT_ETLSCONFIG;
-	rc = cn_tls_config_check(cfg, reason, sizeof(reason));
-	if (rc) {
-		cn_log(CONNECT_LOG_ERROR, "CONNECT-TLS-CONFIG", "%s", reason);
-		return rc;
-	}
-	return listen_common(lp, addr, cfg, opts);
+	return listen_stack(lp, &st, cfg, opts);
 }
 
 static int accept_try(struct connect_listener *l, connect_conn **connp)
@@ -465,9 +494,8 @@ int connect_accept(connect_listener *l, connect_conn **connp)
 
 	if (!l || !connp)
 		return CONNECT_EINVAL;
-	atomic_fetch_add(&l->users, 1);
-	rc = accept_try(l, connp);
-	atomic_fetch_sub(&l->users, 1);
+	rc = enter(l) ? accept_try(l, connp) : CONNECT_ECLOSED;
+	leave(l);
 	return rc;
 }
 
@@ -479,7 +507,10 @@ int connect_accept_wait(connect_listener *l, connect_conn **connp,
 
 	if (!l || !connp)
 		return CONNECT_EINVAL;
-	atomic_fetch_add(&l->users, 1);
+	if (!enter(l)) {
+		leave(l);
+		return CONNECT_ECLOSED;
+	}
 	while ((rc = accept_try(l, connp)) == CONNECT_EAGAIN) {
 		bool timed_out = false;
 
@@ -495,28 +526,49 @@ int connect_accept_wait(connect_listener *l, connect_conn **connp,
 			break;
 		}
 	}
-	atomic_fetch_sub(&l->users, 1);
+	leave(l);
 	return rc;
 }
 
 /* The descriptor, port and address are set before the listener is handed
- * out and never change: reading them needs no lock. */
+ * out and never change; the calls still register, so that
+ * connect_listener_close() waits for them. */
 int connect_listener_fd(connect_listener *l)
 {
-	return l ? l->ready_fd : CONNECT_EINVAL;
+	int rc;
+
+	if (!l)
+		return CONNECT_EINVAL;
+	rc = enter(l) ? l->ready_fd : CONNECT_ECLOSED;
+	leave(l);
+	return rc;
 }
 
 int connect_listener_port(connect_listener *l)
 {
-	return l ? l->port : CONNECT_EINVAL;
+	int rc;
+
+	if (!l)
+		return CONNECT_EINVAL;
+	rc = enter(l) ? l->tl->port : CONNECT_ECLOSED;
+	leave(l);
+	return rc;
 }
 
 int connect_listener_addr(connect_listener *l, char *buf, size_t len)
 {
-	if (!l || !buf || strlen(l->addr) >= len)
+	int rc = CONNECT_EINVAL;
+
+	if (!l || !buf)
 		return CONNECT_EINVAL;
-	memcpy(buf, l->addr, strlen(l->addr) + 1);
-	return CONNECT_OK;
+	if (!enter(l)) {
+		rc = CONNECT_ECLOSED;
+	} else if (strlen(l->tl->addr) < len) {
+		memcpy(buf, l->tl->addr, strlen(l->tl->addr) + 1);
+		rc = CONNECT_OK;
+	}
+	leave(l);
+	return rc;
 }
 
 int connect_listener_tls_failures(connect_listener *l, int *last_err,
@@ -526,15 +578,15 @@ int connect_listener_tls_failures(connect_listener *l, int *last_err,
 
 	if (!l)
 		return CONNECT_EINVAL;
-	atomic_fetch_add(&l->users, 1);
+	enter(l);
 	pthread_mutex_lock(&l->lock);
-	n = l->tls_failures;
+	n = l->failures;
 	if (last_err)
-		*last_err = l->tls_last_err;
+		*last_err = l->last_err;
 	if (buf && len > 0)
-		snprintf(buf, len, "%s", l->tls_last_reason);
+		snprintf(buf, len, "%s", l->last_reason);
 	pthread_mutex_unlock(&l->lock);
-	atomic_fetch_sub(&l->users, 1);
+	leave(l);
 	return n;
 }
 
@@ -546,7 +598,7 @@ void connect_listener_close(connect_listener *l)
 	if (!l)
 		return;
 	atomic_store(&l->closing, 1);
-	efd_write(l->wake_fd);
+	l->tl->ops->abort(l->tl);
 	pthread_mutex_lock(&l->lock);
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->lock);
@@ -555,20 +607,15 @@ void connect_listener_close(connect_listener *l)
 	/* Cut short the handshakes under way, then join them. */
 	pthread_mutex_lock(&l->lock);
 	for (h = l->hs; h; h = h->next)
-		if (!h->done)
-			shutdown(h->dupfd, SHUT_RDWR);
+		hs_cut(l, h);
 	pthread_mutex_unlock(&l->lock);
 	reap_handshakes(l, true);
 
-	/* Let waiting accepts return CONNECT_ECLOSED. */
-	while (atomic_load(&l->users) > 0) {
-		struct timespec ts = { 0, 1000000 };
-
-		pthread_mutex_lock(&l->lock);
-		pthread_cond_broadcast(&l->cv);
-		pthread_mutex_unlock(&l->lock);
-		nanosleep(&ts, NULL);
-	}
+	/* Waiting accepts return CONNECT_ECLOSED; wait for every call. */
+	pthread_mutex_lock(&l->lock);
+	while (atomic_load(&l->users) > 0)
+		pthread_cond_wait(&l->cv, &l->lock);
+	pthread_mutex_unlock(&l->lock);
 	while ((r = l->head) != NULL) {
 		l->head = r->next;
 		connect_close(r->conn, 0, NULL);

@@ -5,7 +5,11 @@
  */
 #include "connect_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "tls.h"
 
 struct opt_range {
 	int64_t def, min, max;
@@ -26,6 +30,7 @@ static const struct opt_range ranges[CN_OPT_MAX] = {
 	[CONNECT_OPT_TCP_KEEPALIVE] = { 1, 0, 1 },
 	[CONNECT_OPT_CONNECT_TIMEOUT_MS] = { 10000, 1, INT32_MAX },
 	[CONNECT_OPT_ACCEPT_QUEUE] = { 128, 1, 65536 },
+	[CONNECT_OPT_HANDSHAKE_MAX] = { 64, 1, 65536 },
 };
 
 static bool opt_known(int opt)
@@ -35,16 +40,16 @@ static bool opt_known(int opt)
 
 void cn_opts_defaults(struct connect_opts *o)
 {
+	memset(o, 0, sizeof(*o));
 	for (int i = 0; i < CN_OPT_MAX; i++)
 		o->v[i] = ranges[i].def;
 }
 
 void cn_opts_copy(struct connect_opts *dst, const struct connect_opts *src)
 {
+	cn_opts_defaults(dst);
 	if (src)
-		*dst = *src;
-	else
-		cn_opts_defaults(dst);
+		memcpy(dst->v, src->v, sizeof(dst->v));
 }
 
 int connect_opts_new(connect_opts **optsp)
@@ -63,7 +68,30 @@ int connect_opts_new(connect_opts **optsp)
 
 void connect_opts_free(connect_opts *opts)
 {
+	if (opts && opts->tls)
+		cn_tls_config_unref(opts->tls);
 	free(opts);
+}
+
+int connect_opts_set_tls(connect_opts *opts, connect_tls_config *cfg)
+{
+	if (!opts)
+		return CONNECT_EINVAL;
+	if (cfg)
+		cn_tls_config_ref(cfg);
+	if (opts->tls)
+		cn_tls_config_unref(opts->tls);
+	opts->tls = cfg;
+	return CONNECT_OK;
+}
+
+int connect_opts_set_server_name(connect_opts *opts, const char *name)
+{
+	if (!opts || (name && (!name[0] || strlen(name) >= CN_NAME_LEN)))
+		return CONNECT_EINVAL;
+	snprintf(opts->server_name, sizeof(opts->server_name), "%s",
+		 name ? name : "");
+	return CONNECT_OK;
 }
 
 int connect_opts_set(connect_opts *opts, int opt, int64_t value)

@@ -1,19 +1,38 @@
 /*
- * The transport interface: what the reader and writer threads see of a
- * stream.  TCP and TLS implement it; the connection code never branches on
- * the transport and never assumes the stream is a file descriptor.
+ * The transport class: how a connection's bytes reach the peer.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Locking theory: `recv` is called only by the reader thread, `sendv` and
- * `shutdown` only by the writer thread; the two may run at the same time.
- * (For TLS this takes care: GnuTLS 3.7 allows one thread sending and one
- * receiving on a session, except while a TLS 1.3 key update is handled, so
- * transport_tls.c keeps every GnuTLS call under one lock and never waits
- * for the network inside one; see its locking comment.)
- * `abort` may be called from any thread at any time, concurrently with all
- * of them, and more than once.  `destroy` is called once, after the reader
- * and writer threads have been joined.
+ * Layers (calls go downward only):
+ *
+ *     connect.h API      connect_dial / connect_listen and the crate-named
+ *          |             twins (endpoint.c, listener.c)
+ *     endpoints          one dialer (endpoint.c) and one listener
+ *          |             (listener.c), blind to the transport
+ *     connection         reader and writer threads (conn.c)
+ *          |
+ *     transports         a class per scheme: tcp (transport_tcp.c over the
+ *          |             socket helpers of sock.c); layers stacked over a
+ *          |             lower transport: tls (transport_tls.c), fault
+ *          |             (transport_fault.c, tests only)
+ *     leaves             codec, queue, datagram, addresses, errors, log
+ *
+ * THE RULE: a transport never calls upward.  It knows nothing of
+ * connections, listeners or queues; it returns codes and records a reason
+ * (cn_transport_set_error), and the layer above decides.  A layer (TLS)
+ * sees its lower transport only through these operations, so it works over
+ * any stream, with or without a file descriptor.
+ *
+ * Adding a transport: one file defining a struct cn_transport_class, and
+ * one row in the class table of endpoint.c.
+ *
+ * Locking theory of a connected transport: `recv` is called by one thread
+ * at a time (the reader; the handshake before it), `sendv` and `shutdown`
+ * by one thread at a time (the writer; the handshake before it); the two
+ * may run at the same time.  `wait` may run beside either.  `abort` may be
+ * called from any thread at any time, concurrently with all of them, and
+ * more than once.  `destroy` is called once, when no other call runs.
+ * peer_identity may be called from any thread after the handshake.
  */
 #ifndef CONNECT_TRANSPORT_H
 #define CONNECT_TRANSPORT_H
@@ -26,61 +45,98 @@
 
 struct cn_transport;
 
+/* Flags of recv and sendv. */
+#define CN_IO_NONBLOCK 1 /* CONNECT_EAGAIN instead of waiting */
+
+/* Events of wait. */
+#define CN_WAIT_READ 1
+#define CN_WAIT_WRITE 2
+
 struct cn_transport_ops {
-	const char *name; /* "tcp", "tls" */
-
 	/*
-	 * Read up to len bytes, blocking until at least one is available.
-	 * > 0: bytes read.  0: the peer ended the stream cleanly (TCP FIN;
-	 * TLS close_notify).  < 0: a CONNECT_E* code (they are negative), with a reason
-	 * stored by cn_transport_set_error().  EINTR is retried inside.
+	 * Read up to len bytes, waiting until at least one is available
+	 * (with CN_IO_NONBLOCK: CONNECT_EAGAIN instead).  > 0: bytes read.
+	 * 0: the peer ended the stream cleanly (TCP FIN; TLS close_notify).
+	 * < 0: a CONNECT_E* code with a reason stored by
+	 * cn_transport_set_error(); CONNECT_ECLOSED after abort.
 	 */
-	ssize_t (*recv)(struct cn_transport *t, void *buf, size_t len);
+	ssize_t (*recv)(struct cn_transport *t, void *buf, size_t len,
+			int flags);
 
 	/*
-	 * Write the bytes of iov[0..iovcnt) in order, blocking as needed.
-	 * Returns the number of bytes written (> 0, possibly fewer than asked:
-	 * the caller advances and calls again) or a CONNECT_E* code.
-	 * Never 0 when there is something to write.  iovcnt <= CN_IOV_MAX.
-	 * Must never raise SIGPIPE.
+	 * Write the bytes of iov[0..iovcnt) in order, waiting as needed
+	 * (CN_IO_NONBLOCK: CONNECT_EAGAIN when nothing could be written).
+	 * Returns the bytes written (> 0, possibly fewer than asked: the
+	 * caller advances and calls again) or a CONNECT_E* code.  Never 0
+	 * when there is something to write.  iovcnt <= CN_IOV_MAX.  Never
+	 * raises SIGPIPE.  On a message transport (CN_TRANSPORT_MESSAGES)
+	 * one call is one message, written whole or not at all.
 	 */
 	ssize_t (*sendv)(struct cn_transport *t, const struct iovec *iov,
-			 int iovcnt);
+			 int iovcnt, int flags);
 
 	/*
-	 * End our direction of the stream cleanly (TLS close_notify, then TCP
-	 * FIN), after everything sent has been handed to sendv, and wait until
-	 * the peer has acknowledged every byte (so that closing the socket
-	 * afterwards cannot lose data).  Returns CONNECT_OK, or a CONNECT_E*
-	 * code; CONNECT_ECLOSED when abort cut the wait short.
+	 * Wait until recv (CN_WAIT_READ) or sendv (CN_WAIT_WRITE) would not
+	 * wait, or until deadline (cn_now_ms() clock; -1: none).  CONNECT_OK
+	 * (ready, or an error waits to be read), CONNECT_ETIMEDOUT, or
+	 * CONNECT_ECLOSED after abort.
+	 */
+	int (*wait)(struct cn_transport *t, int events, int64_t deadline);
+
+	/*
+	 * Complete the transport's own set-up before data flows (TLS: the
+	 * handshake), within deadline (-1: the transport's own limit).  A
+	 * layer runs its lower transport's handshake first.  NULL: nothing
+	 * to do.  abort() cuts it short (CONNECT_ECLOSED).  On failure a
+	 * specific code, with the reason written into reason.
+	 */
+	int (*handshake)(struct cn_transport *t, int64_t deadline,
+			 char *reason, size_t len);
+
+	/*
+	 * End our direction of the stream cleanly (TLS close_notify, then
+	 * TCP FIN) after everything was handed to sendv, and wait until the
+	 * peer has acknowledged every byte (so that closing afterwards cannot
+	 * lose data).  CONNECT_OK, a CONNECT_E* code, or CONNECT_ECLOSED when
+	 * abort cut the wait short.
 	 */
 	int (*shutdown)(struct cn_transport *t);
 
 	/*
-	 * Wake any thread blocked in recv, sendv or shutdown and make every
-	 * later call fail promptly.  Unless shutdown completed, the stream is
-	 * cut so that the peer cannot mistake it for a clean end (TCP: a
-	 * reset; TLS: no close_notify).  Idempotent, thread-safe.
+	 * Wake every thread blocked in recv, sendv, wait, handshake or
+	 * shutdown and make every later call fail promptly.  Unless shutdown
+	 * completed, the stream is cut so that the peer cannot take it for a
+	 * clean end (TCP: a reset; TLS: no close_notify).  Idempotent.
 	 */
 	void (*abort)(struct cn_transport *t);
 
-	/* Release everything (socket, session, transport threads). */
+	/* Release everything, lower transports included. */
 	void (*destroy)(struct cn_transport *t);
+
+	/*
+	 * The verified identity of the peer (enum connect_peer_info) as
+	 * text.  NULL: the transport authenticates nobody (CONNECT_ENOTSUP).
+	 */
+	int (*peer_identity)(struct cn_transport *t, int what, char *buf,
+			     size_t len);
 };
 
 /* Largest iovcnt passed to sendv. */
 #define CN_IOV_MAX 256
 
+/* Transport flags. */
+#define CN_TRANSPORT_MESSAGES 1 /* sendv boundaries are kept (SCTP) */
+
 struct cn_transport {
 	const struct cn_transport_ops *ops;
+	unsigned flags;
 	/* Addresses as text, filled in by the transport's constructor. */
 	char local[CN_ADDRSTRLEN];
 	char peer[CN_ADDRSTRLEN];
 	/* Secondary detail of the last failure (errno / GnuTLS text). */
 	char reason[CN_REASON_LEN];
 	int reason_code;
-	/* Set by abort; the socket helpers below then fail with
-	 * CONNECT_ECLOSED instead of reporting the socket's complaint. */
+	/* Set by abort: later failures report CONNECT_ECLOSED. */
 	_Atomic int aborted;
 };
 
@@ -94,28 +150,105 @@ void cn_transport_set_error(struct cn_transport *t, int code, const char *fmt,
 /* Copy the reason text; returns its code (0 if none was set). */
 int cn_transport_reason(struct cn_transport *t, char *buf, size_t len);
 
-/*
- * TCP.  Takes ownership of the connected socket `fd` (also on failure).
- * Applies TCP_NODELAY / SO_KEEPALIVE from opts.
- */
-int cn_tcp_transport_new(struct cn_transport **tp, int fd,
-			 const struct connect_opts *opts);
+/* ---- listening ----------------------------------------------------------- */
 
-/* Helpers shared by socket-based transports. */
-/* Write with MSG_NOSIGNAL, retrying EINTR; returns bytes or a CONNECT_E*. */
-ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt,
-		      struct cn_transport *t);
-/* recv() retrying EINTR; returns bytes, 0 at EOF, or a CONNECT_E* code. */
-ssize_t cn_sock_recv(int fd, void *buf, size_t len, struct cn_transport *t);
-/* TCP_NODELAY and SO_KEEPALIVE as the options say (best effort). */
-void cn_sock_apply_opts(int fd, const struct connect_opts *opts);
-/* Fill t->local and t->peer from the socket. */
-void cn_sock_fill_addrs(int fd, struct cn_transport *t);
-/* After shutdown(SHUT_WR): wait until the peer acknowledged everything we
- * sent, FIN included.  CONNECT_OK, or CONNECT_ECLOSED once aborted. */
-int cn_sock_wait_acked(int fd, struct cn_transport *t);
-/* Cut a connected socket: the peer gets a reset, and threads blocked on
- * the socket wake with an error. */
-void cn_sock_reset(int fd);
+struct cn_tlistener;
+
+struct cn_tlistener_ops {
+	/*
+	 * Wait for the next incoming connection and return it as a
+	 * transport whose handshake has not run yet.  CONNECT_ECLOSED after
+	 * abort.  Any other failure (out of descriptors, memory) is
+	 * transient: the caller logs the reason and tries again after a
+	 * pause.
+	 */
+	int (*accept)(struct cn_tlistener *l, struct cn_transport **tp,
+		      char *reason, size_t len);
+	/* Wake accept and make it return CONNECT_ECLOSED from now on. */
+	void (*abort)(struct cn_tlistener *l);
+	/* Close the endpoint and free it (after accept has returned). */
+	void (*destroy)(struct cn_tlistener *l);
+};
+
+struct cn_tlistener {
+	const struct cn_tlistener_ops *ops;
+	char addr[CN_ADDRSTRLEN]; /* bound address as text */
+	int port;                 /* bound port */
+};
+
+/* ---- the class ----------------------------------------------------------- */
+
+/* What dial and listen are given. */
+struct cn_endpoint {
+	const char *addr;                /* "host:port", scheme removed */
+	const struct connect_opts *opts; /* never NULL */
+	connect_tls_config *tls;         /* layers that need it */
+	const char *server_name;         /* client: the name to verify */
+	int64_t deadline;                /* dial: cn_now_ms() clock, or -1 */
+	bool server;                     /* accepted side (wrap) */
+};
+
+struct cn_transport_class {
+	const char *name; /* the scheme word: "tcp", "tls", "fault" */
+	/* A base transport dials and listens; a layer wraps a lower one. */
+	bool layer;
+
+	/*
+	 * Check what a dial or listen needs before any socket is made
+	 * (TLS: a configuration for the right role).  NULL: nothing.
+	 */
+	int (*check)(const struct cn_endpoint *ep, bool server, char *reason,
+		     size_t len);
+
+	/* Base: connect to ep->addr by ep->deadline (no handshake yet). */
+	int (*dial)(const struct cn_endpoint *ep, struct cn_transport **tp,
+		    char *reason, size_t len);
+	/* Base: bind and listen on ep->addr. */
+	int (*listen)(const struct cn_endpoint *ep, struct cn_tlistener **lp,
+		      char *reason, size_t len);
+
+	/*
+	 * Layer: stack over `lower` (taken over, also on failure: then
+	 * destroyed).  ep->server says which side.  No I/O: the handshake
+	 * op does that.
+	 */
+	int (*wrap)(const struct cn_endpoint *ep, struct cn_transport *lower,
+		    struct cn_transport **tp, char *reason, size_t len);
+};
+
+extern const struct cn_transport_class cn_tcp_class;
+extern const struct cn_transport_class cn_tls_class;
+
+/* Longest layer stack ("tls+fault+tcp"). */
+#define CN_MAX_LAYERS 4
+
+/* A parsed "scheme://host:port". */
+struct cn_stack {
+	const struct cn_transport_class *base;
+	/* Layers from the innermost outward. */
+	const struct cn_transport_class *layers[CN_MAX_LAYERS];
+	int nlayers;
+	const char *addr; /* points into the URL, past "://" */
+};
+
+/*
+ * Parse "tcp://host:port", "tls+tcp://host:port", "tls://host:port" (TLS
+ * over TCP) or plain "host:port" (TCP).  CONNECT_EADDR for an unknown
+ * scheme or a malformed URL.
+ */
+int cn_stack_parse(const char *url, struct cn_stack *st);
+
+/*
+ * Make another class known to cn_stack_parse (the tests' fault layer).
+ * Not thread-safe: call before dialing.  CONNECT_ENOMEM when full.
+ */
+int cn_transport_register(const struct cn_transport_class *cls);
+
+/* Wrap `t` (taken over) in the stack's layers, innermost first. */
+int cn_stack_wrap(const struct cn_stack *st, const struct cn_endpoint *ep,
+		  struct cn_transport **tp, char *reason, size_t len);
+/* Run every class's check for a dial (server false) or listen. */
+int cn_stack_check(const struct cn_stack *st, const struct cn_endpoint *ep,
+		   bool server, char *reason, size_t len);
 
 #endif /* CONNECT_TRANSPORT_H */

@@ -1,198 +1,98 @@
 /*
- * The TCP transport, and socket helpers shared with TLS.
+ * The TCP transport: dialing, listening, and the stream over a connected
+ * socket (the socket work itself is in sock.c).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include "transport.h"
+#include "sock.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
+/* linux/tcp.h: glibc's struct tcp_info lacks tcpi_bytes_received. */
+#include <linux/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <poll.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
-
-/* Reasons are written on error paths only; one lock for all transports. */
-static pthread_mutex_t reason_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void cn_transport_set_error(struct cn_transport *t, int code, const char *fmt,
-			    ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&reason_lock);
-	va_start(ap, fmt);
-	vsnprintf(t->reason, sizeof(t->reason), fmt, ap);
-	va_end(ap);
-	t->reason_code = code;
-	pthread_mutex_unlock(&reason_lock);
-}
-
-int cn_transport_reason(struct cn_transport *t, char *buf, size_t len)
-{
-	int code;
-
-	pthread_mutex_lock(&reason_lock);
-	code = t->reason_code;
-	if (len > 0)
-		snprintf(buf, len, "%s", t->reason);
-	pthread_mutex_unlock(&reason_lock);
-	return code;
-}
-
-static int sock_fail(struct cn_transport *t, const char *what, int e)
-{
-	char buf[128];
-	int code;
-
-	if (atomic_load(&t->aborted))
-		return CONNECT_ECLOSED;
-	code = cn_err_from_errno(e);
-	cn_transport_set_error(t, code, "%s %s: %s", what, t->peer,
-			       strerror_r(e, buf, sizeof(buf)));
-	return code;
-}
-
-ssize_t cn_sock_recv(int fd, void *buf, size_t len, struct cn_transport *t)
-{
-	ssize_t n;
-
-	do {
-		n = recv(fd, buf, len, 0);
-	} while (n < 0 && errno == EINTR);
-	if (n >= 0) {
-		/* After abort, shutdown(2) makes recv return 0: that is our
-		 * close, not the peer's end of stream. */
-		if (n == 0 && atomic_load(&t->aborted))
-			return CONNECT_ECLOSED;
-		return n;
-	}
-	return sock_fail(t, "recv from", errno);
-}
-
-ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt,
-		      struct cn_transport *t)
-{
-	struct msghdr msg;
-	ssize_t n;
-
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = (struct iovec *)iov;
-	msg.msg_iovlen = (size_t)iovcnt;
-	/* MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE. */
-	do {
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
-	if (n > 0)
-		return n;
-	if (n == 0)
-		return sock_fail(t, "send to", EPIPE);
-	return sock_fail(t, "send to", errno);
-}
-
-void cn_sock_apply_opts(int fd, const struct connect_opts *opts)
-{
-	int nodelay = opts->v[CONNECT_OPT_TCP_NODELAY] != 0;
-	int keepalive = opts->v[CONNECT_OPT_TCP_KEEPALIVE] != 0;
-
-	/* Best effort: a socket that refuses these still works. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive,
-		   sizeof(keepalive));
-}
-
-void cn_sock_fill_addrs(int fd, struct cn_transport *t)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-		cn_addr_format((struct sockaddr *)&ss, t->local,
-			       sizeof(t->local));
-	len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-		cn_addr_format((struct sockaddr *)&ss, t->peer,
-			       sizeof(t->peer));
-}
-
-int cn_sock_wait_acked(int fd, struct cn_transport *t)
-{
-	int pending, pause = 1;
-
-	/* SIOCOUTQ counts the bytes not yet acknowledged by the peer (the FIN
-	 * included).  No event tells when it reaches 0: look, with a pause
-	 * growing to 10 ms.  The caller's linger bounds the wait, by abort. */
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = 0 };
-
-		if (atomic_load(&t->aborted))
-			return CONNECT_ECLOSED;
-		if (ioctl(fd, SIOCOUTQ, &pending) < 0 || pending <= 0)
-			return CONNECT_OK;
-		/* POLLERR: the peer reset the connection, what is pending
-		 * will never be acknowledged. */
-		if (poll(&pfd, 1, pause) > 0 && (pfd.revents & POLLERR)) {
-			int err = 0;
-			socklen_t len = sizeof(err);
-
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-			return sock_fail(t, "waiting for acknowledgement from",
-					 err ? err : ECONNRESET);
-		}
-		if (pause < 10)
-			pause++;
-	}
-}
-
-void cn_sock_reset(int fd)
-{
-	struct sockaddr sa;
-
-	/* connect() to AF_UNSPEC disconnects: the kernel sends a reset and
-	 * wakes recv() and send() blocked on the socket in other threads,
-	 * where shutdown() would send a FIN, a clean end of stream. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_family = AF_UNSPEC;
-	if (connect(fd, &sa, sizeof(sa)) < 0)
-		shutdown(fd, SHUT_RDWR);
-}
 
 struct tcp_transport {
 	struct cn_transport base;
 	int fd;
+	uint64_t rbytes;   /* bytes recv returned (the reading thread's) */
 	_Atomic int clean; /* shutdown completed: FIN sent and acknowledged */
 };
 
-static ssize_t tcp_recv(struct cn_transport *t, void *buf, size_t len)
+static struct tcp_transport *tcp_of(struct cn_transport *t)
 {
-	struct tcp_transport *tt = (struct tcp_transport *)t;
+	return (struct tcp_transport *)t;
+}
 
-	return cn_sock_recv(tt->fd, buf, len, t);
+/*
+ * recv() returned 0: the peer's FIN, or a reset whose error another thread
+ * took first (a writer's send gets ECONNRESET, and the socket then reads
+ * as ended).  The kernel counts a FIN as one byte received past the data
+ * (its sequence number): when it counts no more than we read, no FIN came,
+ * and the stream was reset.  (A reset after a FIN, for our unread output,
+ * leaves the reading direction a clean end.)
+ */
+static ssize_t tcp_eof(struct tcp_transport *tt)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (atomic_load(&tt->base.aborted))
+		return CONNECT_ECLOSED;
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(tt->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    len >= offsetof(struct tcp_info, tcpi_bytes_received) +
+			   sizeof(ti.tcpi_bytes_received) &&
+	    ti.tcpi_bytes_received <= tt->rbytes) {
+		cn_transport_set_error(&tt->base, CONNECT_ECONNRESET,
+				       "recv from %s: the peer reset the "
+				       "connection", tt->base.peer);
+		return CONNECT_ECONNRESET;
+	}
+	return 0;
+}
+
+static ssize_t tcp_recv(struct cn_transport *t, void *buf, size_t len,
+			int flags)
+{
+	struct tcp_transport *tt = tcp_of(t);
+	ssize_t n = cn_sock_recv(tt->fd, buf, len, flags, t);
+
+	if (n > 0)
+		tt->rbytes += (uint64_t)n;
+	return n == 0 ? tcp_eof(tt) : n;
 }
 
 static ssize_t tcp_sendv(struct cn_transport *t, const struct iovec *iov,
-			 int iovcnt)
+			 int iovcnt, int flags)
 {
-	struct tcp_transport *tt = (struct tcp_transport *)t;
+	return cn_sock_sendv(tcp_of(t)->fd, iov, iovcnt, flags, t);
+}
 
-	return cn_sock_sendv(tt->fd, iov, iovcnt, t);
+static int tcp_wait(struct cn_transport *t, int events, int64_t deadline)
+{
+	return cn_sock_wait(tcp_of(t)->fd, events, deadline, t);
 }
 
 static int tcp_shutdown(struct cn_transport *t)
 {
-	struct tcp_transport *tt = (struct tcp_transport *)t;
-
+	struct tcp_transport *tt = tcp_of(t);
+	char buf[128];
 	int rc;
 
-	if (shutdown(tt->fd, SHUT_WR) < 0)
-		return sock_fail(t, "shutdown of", errno);
+	if (shutdown(tt->fd, SHUT_WR) < 0) {
+		if (atomic_load(&t->aborted))
+			return CONNECT_ECLOSED;
+		rc = cn_err_from_errno(errno);
+		cn_transport_set_error(t, rc, "shutdown of %s: %s", t->peer,
+				       strerror_r(errno, buf, sizeof(buf)));
+		return rc;
+	}
 	rc = cn_sock_wait_acked(tt->fd, t);
 	if (rc == CONNECT_OK)
 		atomic_store(&tt->clean, 1);
@@ -201,12 +101,12 @@ static int tcp_shutdown(struct cn_transport *t)
 
 static void tcp_abort(struct cn_transport *t)
 {
-	struct tcp_transport *tt = (struct tcp_transport *)t;
+	struct tcp_transport *tt = tcp_of(t);
 
 	atomic_store(&t->aborted, 1);
-	/* Wakes a recv or sendmsg blocked on the socket in another thread;
-	 * after a clean end a FIN is harmless, before it a reset tells the
-	 * peer that the stream was cut. */
+	/* Wakes a recv, poll or sendmsg blocked on the socket in another
+	 * thread; after a clean end a FIN is harmless, before it a reset
+	 * tells the peer that the stream was cut. */
 	if (atomic_load(&tt->clean))
 		shutdown(tt->fd, SHUT_RDWR);
 	else
@@ -215,27 +115,27 @@ static void tcp_abort(struct cn_transport *t)
 
 static void tcp_destroy(struct cn_transport *t)
 {
-	struct tcp_transport *tt = (struct tcp_transport *)t;
+	struct tcp_transport *tt = tcp_of(t);
 
 	close(tt->fd);
 	free(tt);
 }
 
 static const struct cn_transport_ops tcp_ops = {
-	.name = "tcp",
 	.recv = tcp_recv,
 	.sendv = tcp_sendv,
+	.wait = tcp_wait,
 	.shutdown = tcp_shutdown,
 	.abort = tcp_abort,
 	.destroy = tcp_destroy,
 };
 
-int cn_tcp_transport_new(struct cn_transport **tp, int fd,
-			 const struct connect_opts *opts)
+/* A transport over the connected socket fd (taken over, also on failure). */
+static int tcp_new(int fd, const struct connect_opts *opts,
+		   struct cn_transport **tp)
 {
-	struct tcp_transport *tt;
+	struct tcp_transport *tt = calloc(1, sizeof(*tt));
 
-	tt = calloc(1, sizeof(*tt));
 	if (!tt) {
 		close(fd);
 		return CONNECT_ENOMEM;
@@ -247,3 +147,135 @@ int cn_tcp_transport_new(struct cn_transport **tp, int fd,
 	*tp = &tt->base;
 	return CONNECT_OK;
 }
+
+static int tcp_dial(const struct cn_endpoint *ep, struct cn_transport **tp,
+		    char *reason, size_t len)
+{
+	int fd, rc;
+
+	rc = cn_sock_dial(ep->addr, ep->deadline, &fd, reason, len);
+	if (rc)
+		return rc;
+	return tcp_new(fd, ep->opts, tp);
+}
+
+/* ---- listening ---------------------------------------------------------- */
+
+struct tcp_listener {
+	struct cn_tlistener base;
+	int fd;      /* listening socket (non-blocking) */
+	int wake_fd; /* eventfd written by abort */
+	_Atomic int aborted;
+	const struct connect_opts *opts; /* the listener's, outlives us */
+};
+
+static int tcp_accept(struct cn_tlistener *base, struct cn_transport **tp,
+		      char *reason, size_t len)
+{
+	struct tcp_listener *l = (struct tcp_listener *)base;
+	char buf[128];
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = l->fd, .events = POLLIN },
+			{ .fd = l->wake_fd, .events = POLLIN },
+		};
+		struct sockaddr_storage ss;
+		socklen_t sslen = sizeof(ss);
+		int fd, e, rc;
+
+		if (atomic_load(&l->aborted))
+			return CONNECT_ECLOSED;
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+			e = errno;
+			snprintf(reason, len, "poll: %s",
+				 strerror_r(e, buf, sizeof(buf)));
+			return cn_err_from_errno(e);
+		}
+		if (atomic_load(&l->aborted))
+			return CONNECT_ECLOSED;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
+			     SOCK_CLOEXEC);
+		if (fd >= 0) {
+			rc = tcp_new(fd, l->opts, tp);
+			/* Taken now: a peer that vanishes has no name later. */
+			if (rc == CONNECT_OK)
+				cn_addr_format((struct sockaddr *)&ss,
+					       (*tp)->peer,
+					       sizeof((*tp)->peer));
+			return rc;
+		}
+		e = errno;
+		if (e == EAGAIN || e == EINTR || e == ECONNABORTED ||
+		    e == EPROTO)
+			continue;
+		/* Out of descriptors or memory: the caller pauses. */
+		snprintf(reason, len, "accept: %s",
+			 strerror_r(e, buf, sizeof(buf)));
+		return cn_err_from_errno(e);
+	}
+}
+
+static void tcp_listener_abort(struct cn_tlistener *base)
+{
+	struct tcp_listener *l = (struct tcp_listener *)base;
+	uint64_t one = 1;
+
+	atomic_store(&l->aborted, 1);
+	while (write(l->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+static void tcp_listener_destroy(struct cn_tlistener *base)
+{
+	struct tcp_listener *l = (struct tcp_listener *)base;
+
+	if (l->fd >= 0)
+		close(l->fd);
+	if (l->wake_fd >= 0)
+		close(l->wake_fd);
+	free(l);
+}
+
+static const struct cn_tlistener_ops tcp_listener_ops = {
+	.accept = tcp_accept,
+	.abort = tcp_listener_abort,
+	.destroy = tcp_listener_destroy,
+};
+
+static int tcp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
+		      char *reason, size_t len)
+{
+	struct tcp_listener *l = calloc(1, sizeof(*l));
+	int rc;
+
+	if (!l)
+		return CONNECT_ENOMEM;
+	l->base.ops = &tcp_listener_ops;
+	l->opts = ep->opts;
+	l->fd = -1;
+	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->wake_fd < 0) {
+		rc = cn_err_from_errno(errno);
+		tcp_listener_destroy(&l->base);
+		return rc;
+	}
+	rc = cn_sock_listen(ep->addr, &l->fd, l->base.addr,
+			    sizeof(l->base.addr), &l->base.port);
+	if (rc) {
+		snprintf(reason, len, "listen on %s: %s", ep->addr,
+			 connect_strerror(rc));
+		tcp_listener_destroy(&l->base);
+		return rc;
+	}
+	*lp = &l->base;
+	return CONNECT_OK;
+}
+
+const struct cn_transport_class cn_tcp_class = {
+	.name = "tcp",
+	.dial = tcp_dial,
+	.listen = tcp_listen,
+};

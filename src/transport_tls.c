@@ -1,5 +1,6 @@
 /*
- * The TLS transport: a GnuTLS session over a connected TCP socket.
+ * The TLS layer: a GnuTLS session stacked over any lower transport, which
+ * it sees only through the transport operations (transport.h).
  *
  * Copyright (C) 2026 The libconnect developers
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -8,9 +9,9 @@
  * their own, but GnuTLS code never runs in both at once, and never stops
  * half-way through a call to wait for the peer:
  *   - every GnuTLS call on the session runs under t->lock;
- *   - the pull callback reads with MSG_DONTWAIT: when gnutls_record_recv()
- *     needs more bytes it returns GNUTLS_E_AGAIN, and the reader drops the
- *     lock and poll()s;
+ *   - the pull callback reads the lower transport without waiting: when
+ *     gnutls_record_recv() needs more bytes it returns GNUTLS_E_AGAIN, and
+ *     the reader drops the lock and waits on the lower transport;
  *   - after the handshake the push callback does not write to the socket:
  *     it appends the encrypted bytes to t->wbuf (under t->lock), and the
  *     writer sends them once the GnuTLS call has returned, holding only
@@ -23,9 +24,13 @@
  * by the reader frees key epochs that a writer blocked inside
  * gnutls_record_send() still uses.
  *
- * abort() takes no lock and makes no GnuTLS call: it sets a flag and shuts
- * the socket down, which wakes the reader's poll() and the writer's
- * sendmsg(); the descriptor stays open until destroy().
+ * abort() takes no lock and makes no GnuTLS call: it sets a flag and
+ * aborts the lower transport, which wakes the reader's wait and the
+ * writer's send; the lower transport lives until destroy().
+ *
+ * Over a message transport (CN_TRANSPORT_MESSAGES) each TLS record goes
+ * out as one lower message, as DTLS over SCTP needs: the push callback
+ * notes where each record ends and the flush sends them one by one.
  *
  * Records are not corked with gnutls_record_cork(): cork and uncork
  * overwrite the session's send state, where GnuTLS notes that the peer
@@ -39,14 +44,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
@@ -61,12 +63,16 @@
 struct tls_buf {
 	uint8_t *p;
 	size_t len, cap;
+	/* Message lower transports: where each record ends. */
+	size_t *ends;
+	size_t nends, capends;
 };
 
 struct tls_transport {
 	struct cn_transport base;
-	int fd;
+	struct cn_transport *lower;
 	bool server;
+	bool records;           /* one record per lower message */
 	gnutls_session_t session;
 	connect_tls_config *cfg;
 	char *server_name;      /* verified name; GnuTLS keeps the pointer */
@@ -76,16 +82,16 @@ struct tls_transport {
 	int timeout_ms;         /* handshake */
 	int64_t hs_deadline;    /* handshake: absolute, cn_now_ms() clock */
 	unsigned vstatus;       /* server: client certificate status */
-	atomic_int rd_errno;    /* last socket error seen by pull */
-	atomic_bool rd_eof;     /* pull saw the peer's FIN */
-	atomic_int wr_errno;    /* last socket error seen by push/flush */
+	atomic_int rd_err;      /* last lower failure seen by pull */
+	atomic_bool rd_eof;     /* pull saw the lower stream end */
+	atomic_int wr_err;      /* last lower failure seen by push/flush */
 
 	pthread_mutex_t lock;   /* GnuTLS calls; wbuf; fatal */
 	bool buffered;          /* push fills wbuf (after the handshake) */
 	int fatal;              /* first failure of the session */
 	struct tls_buf wbuf;    /* encrypted bytes not yet taken (lock) */
 
-	pthread_mutex_t wlock;  /* writing to the socket, in order */
+	pthread_mutex_t wlock;  /* writing to the lower stream, in order */
 	struct tls_buf wout;    /* bytes being written (wlock) */
 
 	uint8_t sbuf[TLS_RECORD]; /* writer: small writes gathered */
@@ -96,86 +102,102 @@ static struct tls_transport *tls_of(struct cn_transport *t)
 	return (struct tls_transport *)t;
 }
 
-static const char *tls_errno_str(int e, char *buf, size_t len)
+static bool tls_is_reset(int code)
 {
-	return strerror_r(e, buf, len); /* GNU: returns the text */
-}
-
-static bool tls_is_reset(int e)
-{
-	return e == ECONNRESET || e == EPIPE;
+	return code == CONNECT_ECONNRESET;
 }
 
 /* ---- GnuTLS transport callbacks ---------------------------------------- */
 
 /*
- * The callbacks leave errno as the system call set it: GnuTLS reads errno
- * (thread-local) to tell EAGAIN and EINTR from failures.
+ * GnuTLS reads errno (thread-local) to tell EAGAIN and EINTR from
+ * failures; the lower transport's code is kept for the error mapping.
  */
+static ssize_t tls_lower_fail(atomic_int *slot, ssize_t code)
+{
+	if (code == CONNECT_EAGAIN) {
+		errno = EAGAIN;
+	} else {
+		atomic_store_explicit(slot, (int)code, memory_order_relaxed);
+		errno = tls_is_reset((int)code) ? ECONNRESET : EIO;
+	}
+	return -1;
+}
+
+static int tls_buf_reserve(struct tls_buf *b, size_t need)
+{
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		uint8_t *p;
+
+		while (cap < need)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (p == NULL)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	return 0;
+}
+
+/* Room to note one more record end. */
+static int tls_buf_reserve_end(struct tls_buf *b)
+{
+	if (b->nends == b->capends) {
+		size_t cap = b->capends ? 2 * b->capends : 16;
+		size_t *e = realloc(b->ends, cap * sizeof(*e));
+
+		if (e == NULL)
+			return -1;
+		b->ends = e;
+		b->capends = cap;
+	}
+	return 0;
+}
+
+/* Each call is one TLS record (GnuTLS pushes a record with one call). */
 static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov,
 			int iovcnt)
 {
 	struct tls_transport *t = ptr;
-	struct msghdr msg;
-	size_t total = 0, need;
+	size_t total = 0;
 	ssize_t n;
 	int i;
 
 	if (t->buffered) {
 		for (i = 0; i < iovcnt; i++)
 			total += iov[i].iov_len;
-		need = t->wbuf.len + total;
-		if (need > t->wbuf.cap) {
-			size_t cap = t->wbuf.cap ? t->wbuf.cap : 4096;
-			uint8_t *p;
-
-			while (cap < need)
-				cap *= 2;
-			p = realloc(t->wbuf.p, cap);
-			if (p == NULL) {
-				errno = ENOMEM;
-				return -1;
-			}
-			t->wbuf.p = p;
-			t->wbuf.cap = cap;
+		if (tls_buf_reserve(&t->wbuf, t->wbuf.len + total) < 0 ||
+		    (t->records && tls_buf_reserve_end(&t->wbuf) < 0)) {
+			errno = ENOMEM;
+			return -1;
 		}
 		for (i = 0; i < iovcnt; i++) {
 			memcpy(t->wbuf.p + t->wbuf.len, iov[i].iov_base,
 			       iov[i].iov_len);
 			t->wbuf.len += iov[i].iov_len;
 		}
+		if (t->records)
+			t->wbuf.ends[t->wbuf.nends++] = t->wbuf.len;
 		return (ssize_t)total;
 	}
-	/* The handshake: one thread, straight to the socket, bounded by
-	 * SO_SNDTIMEO.  MSG_NOSIGNAL: a peer that went away must not raise
-	 * SIGPIPE. */
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = (struct iovec *)(uintptr_t)iov;
-	msg.msg_iovlen = (size_t)iovcnt;
-	do
-		n = sendmsg(t->fd, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		atomic_store_explicit(&t->wr_errno, errno,
-				      memory_order_relaxed);
-	return n;
+	/* The handshake: one thread, straight to the lower transport without
+	 * waiting (the handshake loop waits, within its deadline). */
+	n = t->lower->ops->sendv(t->lower, (const struct iovec *)iov, iovcnt,
+				 CN_IO_NONBLOCK);
+	return n < 0 ? tls_lower_fail(&t->wr_err, n) : n;
 }
 
-/* Never blocks: GnuTLS returns GNUTLS_E_AGAIN and the caller waits. */
+/* Never waits: GnuTLS returns GNUTLS_E_AGAIN and the caller waits. */
 static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
 	struct tls_transport *t = ptr;
-	ssize_t n;
+	ssize_t n = t->lower->ops->recv(t->lower, buf, len, CN_IO_NONBLOCK);
 
-	do
-		n = recv(t->fd, buf, len, MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
 	if (n == 0)
 		atomic_store_explicit(&t->rd_eof, true, memory_order_relaxed);
-	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-		atomic_store_explicit(&t->rd_errno, errno,
-				      memory_order_relaxed);
-	return n;
+	return n < 0 ? tls_lower_fail(&t->rd_err, n) : n;
 }
 
 /*
@@ -183,13 +205,13 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
  * GnuTLS 3.7 renews `ms` for every read inside one handshake message, so a
  * peer sending a byte at a time could stretch the handshake without end:
  * every wait is also bounded by the handshake's own deadline.
+ * Returns > 0 when data may be read, 0 on timeout, -1 on failure.
  */
 static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 {
 	struct tls_transport *t = ptr;
-	struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
 	int64_t deadline = t->hs_deadline;
-	int n, left;
+	int rc;
 
 	if (ms != GNUTLS_INDEFINITE_TIMEOUT) {
 		int64_t own = cn_now_ms() + (ms > INT_MAX ? INT_MAX : ms);
@@ -197,26 +219,19 @@ static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 		if (deadline < 0 || own < deadline)
 			deadline = own;
 	}
-	left = cn_remaining(deadline);
-	for (;;) {
-		n = poll(&pfd, 1, left);
-		if (n >= 0 || errno != EINTR)
-			return n;
-		if (deadline >= 0) {
-			int64_t rem = deadline - cn_now_ms();
-
-			left = rem > 0 ? (int)rem : 0;
-		}
-	}
+	rc = t->lower->ops->wait(t->lower, CN_WAIT_READ, deadline);
+	if (rc == CONNECT_OK)
+		return 1;
+	if (rc == CONNECT_ETIMEDOUT)
+		return 0;
+	errno = EIO;
+	return -1;
 }
 
-/* Wait until fd polls for `events` (or fails); no lock held. */
-static void tls_wait(struct tls_transport *t, short events, int timeout_ms)
+/* Wait until the lower transport is ready; no lock held. */
+static void tls_wait(struct tls_transport *t, int events, int64_t deadline)
 {
-	struct pollfd pfd = { .fd = t->fd, .events = events };
-
-	while (poll(&pfd, 1, timeout_ms) < 0 && errno == EINTR)
-		;
+	(void)t->lower->ops->wait(t->lower, events, deadline);
 }
 
 /* ---- error mapping ------------------------------------------------------ */
@@ -244,30 +259,30 @@ static int tls_fail(struct tls_transport *t, int code, const char *fmt, ...)
 	return code;
 }
 
-/* A socket error; called with t->lock held. */
-static int tls_fail_errno(struct tls_transport *t, int e, bool reading)
+/* A failure of the lower transport; called with t->lock held. */
+static int tls_fail_lower(struct tls_transport *t, int code)
 {
-	char ebuf[128];
+	char why[CN_REASON_LEN];
 
-	if (e == 0)
-		e = EIO;
-	return tls_fail(t, cn_err_from_errno(e), "%s %s: %s",
-			reading ? "recv from" : "send to", t->base.peer,
-			tls_errno_str(e, ebuf, sizeof(ebuf)));
+	if (code == 0)
+		code = CONNECT_EIO;
+	if (cn_transport_reason(t->lower, why, sizeof(why)) == 0 || !why[0])
+		snprintf(why, sizeof(why), "%s", connect_strerror(code));
+	return tls_fail(t, code, "%s", why);
 }
 
 /* A GnuTLS error of an established session (reader: reading == true);
  * called with t->lock held. */
 static int tls_io_error(struct tls_transport *t, int gerr, bool reading)
 {
-	int e = atomic_load_explicit(reading ? &t->rd_errno : &t->wr_errno,
+	int e = atomic_load_explicit(reading ? &t->rd_err : &t->wr_err,
 				     memory_order_relaxed);
 	const char *name;
 
 	switch (gerr) {
 	case GNUTLS_E_PREMATURE_TERMINATION:
 		if (tls_is_reset(e))
-			return tls_fail_errno(t, e, reading);
+			return tls_fail_lower(t, e);
 		return tls_fail(t, CONNECT_ETRUNCATED,
 				"peer closed the stream without TLS "
 				"close_notify");
@@ -285,7 +300,7 @@ static int tls_io_error(struct tls_transport *t, int gerr, bool reading)
 				name != NULL ? name : "unknown alert");
 	case GNUTLS_E_PULL_ERROR:
 	case GNUTLS_E_PUSH_ERROR:
-		return tls_fail_errno(t, e, reading);
+		return tls_fail_lower(t, e);
 	case GNUTLS_E_MEMORY_ERROR:
 		return tls_fail(t, CONNECT_ENOMEM, "out of memory in GnuTLS");
 	default:
@@ -363,7 +378,7 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 			       char *reason, size_t len, int *alert)
 {
 	int e;
-	char ebuf[128];
+	char lower[CN_REASON_LEN];
 
 	*alert = -1;
 	switch (gerr) {
@@ -392,14 +407,13 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 	case GNUTLS_E_PREMATURE_TERMINATION:
 		/* A TLS peer that refuses us says why with an alert; one that
 		 * just closes or resets the connection did not understand. */
-		e = atomic_load(&t->wr_errno);
+		e = atomic_load(&t->wr_err);
 		if (!tls_is_reset(e))
-			e = atomic_load(&t->rd_errno);
+			e = atomic_load(&t->rd_err);
 		if (tls_is_reset(e))
 			snprintf(reason, len,
 				 "peer does not speak TLS: it reset the "
-				 "connection during the handshake (%s)",
-				 tls_errno_str(e, ebuf, sizeof(ebuf)));
+				 "connection during the handshake");
 		else
 			snprintf(reason, len,
 				 "peer does not speak TLS: it closed the "
@@ -414,20 +428,24 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 		return CONNECT_ETLSNOTTLS;
 	case GNUTLS_E_PULL_ERROR:
 	case GNUTLS_E_PUSH_ERROR:
-		e = atomic_load(gerr == GNUTLS_E_PULL_ERROR ? &t->rd_errno :
-							      &t->wr_errno);
+		e = atomic_load(gerr == GNUTLS_E_PULL_ERROR ? &t->rd_err :
+							      &t->wr_err);
 		if (e == 0)
-			e = EIO;
+			e = CONNECT_EIO;
+		if (e == CONNECT_ECLOSED) {
+			snprintf(reason, len, "TLS handshake cut short");
+			return e;
+		}
 		if (tls_is_reset(e)) {
 			snprintf(reason, len,
 				 "peer does not speak TLS: it reset the "
-				 "connection during the handshake (%s)",
-				 tls_errno_str(e, ebuf, sizeof(ebuf)));
+				 "connection during the handshake");
 			return CONNECT_ETLSNOTTLS;
 		}
+		cn_transport_reason(t->lower, lower, sizeof(lower));
 		snprintf(reason, len, "during the TLS handshake: %s",
-			 tls_errno_str(e, ebuf, sizeof(ebuf)));
-		return cn_err_from_errno(e);
+			 lower[0] ? lower : connect_strerror(e));
+		return e;
 	case GNUTLS_E_MEMORY_ERROR:
 		snprintf(reason, len, "out of memory in the TLS handshake");
 		return CONNECT_ENOMEM;
@@ -442,6 +460,38 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 /* ---- transport operations ---------------------------------------------- */
 
 /*
+ * Write t->wout to the lower transport (wlock held): as one stream, or one
+ * message per record.
+ */
+static int tls_write_out(struct tls_transport *t)
+{
+	size_t off = 0, rec = 0;
+	ssize_t n;
+	int rc;
+
+	while (off < t->wout.len) {
+		size_t end = t->records ? t->wout.ends[rec++] : t->wout.len;
+		struct iovec iov = { t->wout.p + off, end - off };
+
+		n = t->lower->ops->sendv(t->lower, &iov, 1, 0);
+		if (n < 0) {
+			atomic_store(&t->wr_err, (int)n);
+			pthread_mutex_lock(&t->lock);
+			rc = tls_fail_lower(t, (int)n);
+			pthread_mutex_unlock(&t->lock);
+			return rc;
+		}
+		/* A message transport takes a record whole. */
+		off += (size_t)n;
+		if (t->records)
+			off = end;
+		else
+			rec = 0;
+	}
+	return CONNECT_OK;
+}
+
+/*
  * Write what the push callback gathered, in order, holding no GnuTLS lock
  * while blocked.  The writer calls it after each GnuTLS call; the reader
  * only tries (a reader never waits for the writer's socket).
@@ -450,10 +500,8 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 static int tls_flush(struct tls_transport *t, bool try)
 {
 	struct tls_buf tmp;
-	size_t off;
-	ssize_t n;
 	bool more;
-	int e, rc = CONNECT_OK;
+	int rc = CONNECT_OK;
 
 	for (;;) {
 		if (try) {
@@ -468,26 +516,13 @@ static int tls_flush(struct tls_transport *t, bool try)
 			t->wout = t->wbuf;
 			t->wbuf = tmp;
 			t->wbuf.len = 0;
+			t->wbuf.nends = 0;
 			pthread_mutex_unlock(&t->lock);
 			if (t->wout.len == 0)
 				break;
-			for (off = 0; off < t->wout.len; off += (size_t)n) {
-				n = send(t->fd, t->wout.p + off,
-					 t->wout.len - off, MSG_NOSIGNAL);
-				if (n >= 0)
-					continue;
-				e = errno;
-				if (e == EINTR) {
-					n = 0;
-					continue;
-				}
-				atomic_store(&t->wr_errno, e);
-				pthread_mutex_lock(&t->lock);
-				rc = tls_fail_errno(t, e, false);
-				pthread_mutex_unlock(&t->lock);
-				break;
-			}
+			rc = tls_write_out(t);
 			t->wout.len = 0;
+			t->wout.nends = 0;
 			if (rc != CONNECT_OK)
 				break;
 		}
@@ -503,7 +538,8 @@ static int tls_flush(struct tls_transport *t, bool try)
 	}
 }
 
-static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len)
+static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
+			int flags)
 {
 	struct tls_transport *t = tls_of(base);
 	bool pushed;
@@ -551,7 +587,9 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len)
 			return n; /* > 0: data; 0: close_notify */
 		switch (n) {
 		case GNUTLS_E_AGAIN:
-			tls_wait(t, POLLIN, -1);
+			if (flags & CN_IO_NONBLOCK)
+				return CONNECT_EAGAIN;
+			tls_wait(t, CN_WAIT_READ, -1);
 			continue;
 		case GNUTLS_E_INTERRUPTED:
 		case GNUTLS_E_REHANDSHAKE:
@@ -586,13 +624,16 @@ static ssize_t tls_send_record(struct tls_transport *t, const void *buf,
 	return n;
 }
 
+/* Always waits: the writer is its only caller (CN_IO_NONBLOCK is not
+ * offered). */
 static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
-			 int iovcnt)
+			 int iovcnt, int flags)
 {
 	struct tls_transport *t = tls_of(base);
 	size_t fill = 0, n;
 	int i;
 
+	(void)flags;
 	if (atomic_load(&t->base.aborted))
 		return CONNECT_ECLOSED;
 	for (i = 0; i < iovcnt && iov[i].iov_len == 0; i++)
@@ -613,10 +654,31 @@ static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
 	return tls_send_record(t, t->sbuf, fill);
 }
 
+/*
+ * Plaintext waiting inside GnuTLS counts as readable; otherwise the lower
+ * transport says.
+ */
+static int tls_wait_op(struct cn_transport *base, int events,
+		       int64_t deadline)
+{
+	struct tls_transport *t = tls_of(base);
+	size_t pending;
+
+	if (atomic_load(&base->aborted))
+		return CONNECT_ECLOSED;
+	if (events & CN_WAIT_READ) {
+		pthread_mutex_lock(&t->lock);
+		pending = gnutls_record_check_pending(t->session);
+		pthread_mutex_unlock(&t->lock);
+		if (pending > 0)
+			return CONNECT_OK;
+	}
+	return t->lower->ops->wait(t->lower, events, deadline);
+}
+
 static int tls_shutdown(struct cn_transport *base)
 {
 	struct tls_transport *t = tls_of(base);
-	char ebuf[128];
 	int ret, code;
 
 	if (atomic_load(&t->base.aborted))
@@ -641,39 +703,44 @@ static int tls_shutdown(struct cn_transport *base)
 		return ret;
 	if (code != CONNECT_OK)
 		return code;
-	if (shutdown(t->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
-		code = cn_err_from_errno(errno);
-		cn_transport_set_error(&t->base, code, "shutdown: %s",
-				       tls_errno_str(errno, ebuf,
-						     sizeof(ebuf)));
-		return code;
+	/* Then the lower stream ends (TCP: FIN, and the wait until the peer
+	 * has everything: closing before could reset it away). */
+	code = t->lower->ops->shutdown(t->lower);
+	if (code != CONNECT_OK && code != CONNECT_ECLOSED) {
+		pthread_mutex_lock(&t->lock);
+		code = tls_fail_lower(t, code);
+		pthread_mutex_unlock(&t->lock);
 	}
-	/* Closing before the peer has it all could reset it away. */
-	return cn_sock_wait_acked(t->fd, &t->base);
+	return code;
 }
 
 static void tls_abort(struct cn_transport *base)
 {
 	struct tls_transport *t = tls_of(base);
 
-	/* No lock and no GnuTLS call: both threads may be inside.  The flag
-	 * also stops cn_sock_wait_acked().  The peer sees the stream end
-	 * without close_notify (unless shutdown sent one): a truncation,
-	 * never a clean end. */
+	/* No lock and no GnuTLS call: both threads may be inside.  The peer
+	 * sees the stream end without close_notify (unless shutdown sent
+	 * one): a truncation, never a clean end. */
 	atomic_store(&base->aborted, 1);
-	shutdown(t->fd, SHUT_RDWR);
+	t->lower->ops->abort(t->lower);
+}
+
+static void tls_buf_free(struct tls_buf *b)
+{
+	free(b->p);
+	free(b->ends);
 }
 
 static void tls_free(struct tls_transport *t)
 {
 	if (t->session != NULL)
 		gnutls_deinit(t->session);
-	if (t->fd >= 0)
-		close(t->fd);
+	if (t->lower != NULL)
+		t->lower->ops->destroy(t->lower);
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->wlock);
-	free(t->wbuf.p);
-	free(t->wout.p);
+	tls_buf_free(&t->wbuf);
+	tls_buf_free(&t->wout);
 	cn_tls_config_unref(t->cfg);
 	free(t->server_name);
 	free(t);
@@ -684,26 +751,23 @@ static void tls_destroy(struct cn_transport *base)
 	tls_free(tls_of(base));
 }
 
+static int tls_handshake_op(struct cn_transport *base, int64_t deadline,
+			    char *reason, size_t len);
+static int tls_peer_identity(struct cn_transport *base, int what, char *buf,
+			     size_t len);
+
 static const struct cn_transport_ops tls_ops = {
-	.name = "tls",
 	.recv = tls_recv,
 	.sendv = tls_sendv,
+	.wait = tls_wait_op,
+	.handshake = tls_handshake_op,
 	.shutdown = tls_shutdown,
 	.abort = tls_abort,
 	.destroy = tls_destroy,
+	.peer_identity = tls_peer_identity,
 };
 
 /* ---- construction and handshake ---------------------------------------- */
-
-/* Bound blocking writes during the handshake (reads never block); 0
- * clears. */
-static void tls_send_timeout(int fd, int ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000,
-			      .tv_usec = (ms % 1000) * 1000 };
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
 
 static bool tls_is_ip_literal(const char *name)
 {
@@ -811,172 +875,255 @@ static int tls_session_setup(struct tls_transport *t, const char *server_name)
 }
 
 /*
- * Before closing after a failed handshake, read what the peer already sent
- * (bounded): closing with unread input makes the kernel answer with a
+ * Before giving up after a failed handshake, read what the peer already
+ * sent (bounded): closing with unread input makes the kernel answer with a
  * reset, and the peer would see "connection reset" before our alert.
  */
-static void tls_drain(int fd)
+static void tls_drain(struct tls_transport *t)
 {
 	char buf[4096];
 	int i;
 
 	for (i = 0; i < 16; i++)
-		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+		if (t->lower->ops->recv(t->lower, buf, sizeof(buf),
+					CN_IO_NONBLOCK) <= 0)
 			break;
 }
 
 /* Runs before the reader and writer exist: no locking yet. */
-static int tls_handshake(struct tls_transport *t, char *reason, size_t len)
+static int tls_handshake_op(struct cn_transport *base, int64_t deadline,
+			    char *reason, size_t len)
 {
-	int64_t deadline, left;
+	struct tls_transport *t = tls_of(base);
+	int64_t own = cn_now_ms() + t->timeout_ms;
 	int ret, code, alert;
 
-	tls_send_timeout(t->fd, t->timeout_ms);
-	/* GnuTLS waits for each message through tls_pull_timeout() with
-	 * what is left of this timeout, then fails with GNUTLS_E_TIMEDOUT. */
+	if (t->lower->ops->handshake) {
+		code = t->lower->ops->handshake(t->lower, deadline, reason,
+						len);
+		if (code)
+			return code;
+	}
+	if (deadline < 0 || own < deadline)
+		deadline = own;
+	/* GnuTLS waits for each message through tls_pull_timeout(), bounded
+	 * by this deadline, then fails with GNUTLS_E_TIMEDOUT. */
 	gnutls_handshake_set_timeout(t->session, (unsigned)t->timeout_ms);
-	deadline = cn_now_ms() + t->timeout_ms;
 	t->hs_deadline = deadline;
 	for (;;) {
 		ret = gnutls_handshake(t->session);
 		if (ret == 0 || ret == GNUTLS_E_TIMEDOUT ||
 		    gnutls_error_is_fatal(ret))
 			break;
-		/* AGAIN (socket timeout, no data yet), INTERRUPTED, warning
-		 * alerts: go on within the deadline. */
-		left = deadline - cn_now_ms();
-		if (left <= 0) {
+		if (atomic_load(&base->aborted))
+			break;
+		/* AGAIN (the lower transport would wait), INTERRUPTED,
+		 * warning alerts: go on within the deadline. */
+		if (cn_remaining(deadline) == 0) {
 			ret = GNUTLS_E_TIMEDOUT;
 			break;
 		}
 		if (ret == GNUTLS_E_AGAIN)
 			tls_wait(t,
 				 gnutls_record_get_direction(t->session) ?
-					 POLLOUT :
-					 POLLIN,
-				 (int)left);
+					 CN_WAIT_WRITE :
+					 CN_WAIT_READ,
+				 deadline);
 	}
 	if (ret == 0) {
-		tls_send_timeout(t->fd, 0);
 		t->buffered = true;
 		return CONNECT_OK;
 	}
+	if (atomic_load(&base->aborted)) {
+		snprintf(reason, len, "TLS handshake cut short");
+		return CONNECT_ECLOSED;
+	}
 	code = tls_handshake_error(t, ret, reason, len, &alert);
-	/* Tell the peer why, bounded by the socket send timeout. */
+	/* Tell the peer why (best effort: never waits). */
 	if (alert >= 0)
 		(void)gnutls_alert_send(t->session, GNUTLS_AL_FATAL,
 					(gnutls_alert_description_t)alert);
-	tls_drain(t->fd);
+	tls_drain(t);
 	return code;
 }
 
-int cn_tls_transport_new(struct cn_transport **tp, int fd,
-			 connect_tls_config *cfg, const char *server_name,
-			 const struct connect_opts *opts, char *reason,
-			 size_t reasonlen)
+static int tls_check(const struct cn_endpoint *ep, bool server, char *reason,
+		     size_t len)
 {
+	int want = server ? CONNECT_TLS_SERVER : CONNECT_TLS_CLIENT;
+
+	if (ep->tls == NULL) {
+		snprintf(reason, len, "TLS needs a TLS configuration");
+		return CONNECT_ETLSCONFIG;
+	}
+	if (cn_tls_config_role(ep->tls) != want) {
+		snprintf(reason, len, "not a %s TLS configuration",
+			 server ? "server" : "client");
+		return CONNECT_ETLSCONFIG;
+	}
+	return cn_tls_config_check(ep->tls, reason, len);
+}
+
+static int tls_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
+		    struct cn_transport **tp, char *reason, size_t len)
+{
+	const char *name = ep->server_name;
+	char host[1025], port[32];
 	struct tls_transport *t;
-	struct connect_opts o;
-	char dummy[1];
 	int ret;
 
-	if (reason == NULL || reasonlen == 0) {
-		reason = dummy;
-		reasonlen = sizeof(dummy);
+	if (!ep->server && name == NULL) {
+		/* The name verified is the host part of the address. */
+		ret = cn_addr_split(ep->addr, host, sizeof(host), port,
+				    sizeof(port));
+		if (ret != CONNECT_OK) {
+			lower->ops->destroy(lower);
+			return ret;
+		}
+		name = host;
 	}
-	reason[0] = '\0';
-	if (tp == NULL || fd < 0 || cfg == NULL) {
-		if (fd >= 0)
-			close(fd);
-		snprintf(reason, reasonlen, "invalid argument");
-		return CONNECT_EINVAL;
-	}
-	cn_opts_copy(&o, opts);
 	t = calloc(1, sizeof(*t));
 	if (t == NULL) {
-		close(fd);
-		snprintf(reason, reasonlen, "out of memory");
+		lower->ops->destroy(lower);
+		snprintf(reason, len, "out of memory");
 		return CONNECT_ENOMEM;
 	}
 	t->base.ops = &tls_ops;
-	t->fd = fd;
-	t->server = cn_tls_config_role(cfg) == CONNECT_TLS_SERVER;
-	atomic_init(&t->base.aborted, 0);
+	memcpy(t->base.local, lower->local, sizeof(t->base.local));
+	memcpy(t->base.peer, lower->peer, sizeof(t->base.peer));
+	t->lower = lower;
+	t->records = (lower->flags & CN_TRANSPORT_MESSAGES) != 0;
+	t->server = ep->server;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->wlock, NULL);
-	atomic_init(&t->rd_errno, 0);
-	atomic_init(&t->rd_eof, false);
 	t->hs_deadline = -1;
-	atomic_init(&t->wr_errno, 0);
-	cn_tls_config_ref(cfg);
-	t->cfg = cfg;
-
-	cn_sock_apply_opts(fd, &o);
-	cn_sock_fill_addrs(fd, &t->base);
-	ret = tls_session_setup(t, t->server ? NULL : server_name);
+	cn_tls_config_ref(ep->tls);
+	t->cfg = ep->tls;
+	ret = tls_session_setup(t, t->server ? NULL : name);
 	if (ret < 0) {
-		snprintf(reason, reasonlen, "TLS session setup failed: %s",
+		snprintf(reason, len, "TLS session setup failed: %s",
 			 gnutls_strerror(ret));
 		tls_free(t);
 		return ret == GNUTLS_E_MEMORY_ERROR ? CONNECT_ENOMEM :
 						      CONNECT_ETLS;
 	}
-	ret = tls_handshake(t, reason, reasonlen);
-	if (ret != CONNECT_OK) {
-		tls_free(t);
-		return ret;
-	}
 	*tp = &t->base;
 	return CONNECT_OK;
 }
 
-int connect_tls_client(connect_conn **connp, const char *addr,
-		       const char *server_name, connect_tls_config *cfg,
-		       const connect_opts *opts)
-{
-	struct connect_opts o;
-	struct cn_transport *t;
-	char host[1025], port[32];
-	char reason[CN_REASON_LEN];
-	int fd, ret;
+const struct cn_transport_class cn_tls_class = {
+	.name = "tls",
+	.layer = true,
+	.check = tls_check,
+	.wrap = tls_wrap,
+};
 
-	if (connp == NULL || addr == NULL || cfg == NULL ||
-	    (server_name != NULL && server_name[0] == '\0'))
+/* ---- the peer's identity ------------------------------------------------ */
+
+/* "DNS:a,IP:1.2.3.4,URI:...,email:..." */
+static int tls_sans(gnutls_x509_crt_t crt, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0;; i++) {
+		char san[1024], text[1100];
+		size_t n = sizeof(san) - 1;
+		unsigned critical;
+		int type = gnutls_x509_crt_get_subject_alt_name(crt, i, san, &n,
+								&critical);
+		const char *kind;
+
+		if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (type < 0)
+			continue;
+		san[n] = '\0';
+		switch (type) {
+		case GNUTLS_SAN_DNSNAME:
+			kind = "DNS";
+			break;
+		case GNUTLS_SAN_URI:
+			kind = "URI";
+			break;
+		case GNUTLS_SAN_RFC822NAME:
+			kind = "email";
+			break;
+		case GNUTLS_SAN_IPADDRESS: {
+			char ip[INET6_ADDRSTRLEN];
+
+			if (inet_ntop(n == 4 ? AF_INET : AF_INET6, san, ip,
+				      sizeof(ip)) == NULL)
+				continue;
+			snprintf(san, sizeof(san), "%s", ip);
+			kind = "IP";
+			break;
+		}
+		default:
+			continue;
+		}
+		n = (size_t)snprintf(text, sizeof(text), "%s%s:%s",
+				     used ? "," : "", kind, san);
+		if (used + n >= len)
+			return CONNECT_EINVAL;
+		memcpy(buf + used, text, n + 1);
+		used += n;
+	}
+	return CONNECT_OK;
+}
+
+static int tls_peer_identity(struct cn_transport *base, int what, char *buf,
+			     size_t len)
+{
+	struct tls_transport *t = tls_of(base);
+	const gnutls_datum_t *certs;
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = { NULL, 0 };
+	unsigned char md[32];
+	size_t mdlen = sizeof(md);
+	unsigned n = 0;
+	int rc = CONNECT_OK, ret;
+
+	if (what < CONNECT_PEER_SUBJECT || what > CONNECT_PEER_FINGERPRINT)
 		return CONNECT_EINVAL;
-	cn_opts_copy(&o, opts);
-	if (cn_tls_config_role(cfg) != CONNECT_TLS_CLIENT) {
-		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
-		       "%s: not a client TLS configuration", addr);
-		return CONNECT_ETLSCONFIG;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return CONNECT_ENOMEM;
+	pthread_mutex_lock(&t->lock);
+	certs = t->buffered ? gnutls_certificate_get_peers(t->session, &n)
+			    : NULL;
+	ret = certs != NULL && n > 0 ?
+		      gnutls_x509_crt_import(crt, &certs[0],
+					     GNUTLS_X509_FMT_DER) :
+		      GNUTLS_E_NO_CERTIFICATE_FOUND;
+	pthread_mutex_unlock(&t->lock);
+	if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+		rc = CONNECT_ETLSNOCERT;
+	} else if (ret < 0) {
+		rc = CONNECT_ETLS;
+	} else if (what == CONNECT_PEER_SANS) {
+		rc = tls_sans(crt, buf, len);
+	} else if (what == CONNECT_PEER_FINGERPRINT) {
+		if (gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, md,
+						    &mdlen) < 0) {
+			rc = CONNECT_ETLS;
+		} else if (len < 2 * mdlen + 1) {
+			rc = CONNECT_EINVAL;
+		} else {
+			for (size_t i = 0; i < mdlen; i++)
+				snprintf(buf + 2 * i, 3, "%02x", md[i]);
+		}
+	} else {
+		ret = what == CONNECT_PEER_SUBJECT ?
+			      gnutls_x509_crt_get_dn3(crt, &dn, 0) :
+			      gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0);
+		if (ret < 0)
+			rc = CONNECT_ETLS;
+		else if (dn.size >= len)
+			rc = CONNECT_EINVAL;
+		else
+			snprintf(buf, len, "%.*s", (int)dn.size, dn.data);
+		gnutls_free(dn.data);
 	}
-	ret = cn_tls_config_check(cfg, reason, sizeof(reason));
-	if (ret != CONNECT_OK) {
-		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE", "%s: %s",
-		       addr, reason);
-		return ret;
-	}
-	if (server_name == NULL) {
-		ret = cn_addr_split(addr, host, sizeof(host), port,
-				    sizeof(port));
-		if (ret != CONNECT_OK)
-			return ret;
-		server_name = host;
-	}
-	reason[0] = '\0';
-	ret = cn_tcp_dial(addr, (int)o.v[CONNECT_OPT_CONNECT_TIMEOUT_MS], &fd,
-			  reason, sizeof(reason));
-	if (ret != CONNECT_OK) {
-		cn_log(CONNECT_LOG_WARN, "CONNECT-DIAL", "%s: %s", addr,
-		       reason[0] != '\0' ? reason : connect_strerror(ret));
-		return ret;
-	}
-	ret = cn_tls_transport_new(&t, fd, cfg, server_name, &o, reason,
-				   sizeof(reason));
-	if (ret != CONNECT_OK) {
-		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
-		       "TLS handshake with %s (%s) failed: %s [%s]", addr,
-		       server_name, reason, connect_err_name(ret));
-		return ret;
-	}
-	return cn_conn_start(connp, t, &o);
+	gnutls_x509_crt_deinit(crt);
+	return rc;
 }

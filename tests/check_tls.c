@@ -1284,8 +1284,12 @@ START_TEST(cut_inside_record)
 	}
 	(void)connect_conn_error(s, why, sizeof(why));
 	ck_assert_msg(got < N, "every datagram arrived: nothing was cut");
-	ck_assert_msg(rc == CONNECT_ETRUNCATED, "after %d datagrams: %s (%s)",
-		      got, connect_err_name(rc), why);
+	/* linger 0 cuts the TCP stream under TLS with a reset: the server
+	 * sees the reset, or the end inside a record, never a TLS decoding
+	 * error and never a clean end. */
+	ck_assert_msg(rc == CONNECT_ETRUNCATED || rc == CONNECT_ECONNRESET,
+		      "after %d datagrams: %s (%s)", got, connect_err_name(rc),
+		      why);
 	connect_close(s, 0, NULL);
 	connect_listener_close(l);
 	connect_opts_free(o);
