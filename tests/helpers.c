@@ -24,29 +24,37 @@
 
 #include "helpers.h"
 
-static const char *const t_names[T_COUNT] = { "tcp4", "tcp6", "tls" };
+const struct t_transport t_table[T_COUNT] = {
+	[T_TCP4] = { "tcp4", "tcp", "127.0.0.1", false, true, false, AF_INET },
+	[T_TCP6] = { "tcp6", "tcp", "[::1]", false, true, false, AF_INET6 },
+	[T_TLS] = { "tls", "tls+tcp", "127.0.0.1", true, false, true,
+		    AF_INET },
+#ifdef CONNECT_TEST_FAULT
+	[T_FAULT] = { "fault", "fault+tcp", "127.0.0.1", false, true, false,
+		      AF_INET },
+	[T_TLS_FAULT] = { "tls-fault", "tls+fault+tcp", "127.0.0.1", true,
+			  false, true, AF_INET },
+#endif
+};
 
 const char *t_name(int t)
 {
-	return t >= 0 && t < T_COUNT ? t_names[t] : "?";
+	return t >= 0 && t < T_COUNT ? t_table[t].name : "?";
 }
 
 bool t_is_raw(int t)
 {
-	return t == T_TCP4 || t == T_TCP6;
+	return t_table[t].raw;
 }
 
 int t_family(int t)
 {
-	return t == T_TCP6 ? AF_INET6 : AF_INET;
+	return t_table[t].family;
 }
 
 void t_addr(int t, int port, char *buf, size_t len)
 {
-	if (t == T_TCP6)
-		snprintf(buf, len, "[::1]:%d", port);
-	else
-		snprintf(buf, len, "127.0.0.1:%d", port);
+	snprintf(buf, len, "%s:%d", t_table[t].host, port);
 }
 
 static int tls_cfg(int role, connect_tls_config **cfgp)
@@ -70,27 +78,56 @@ static int tls_cfg(int role, connect_tls_config **cfgp)
 	return CONNECT_OK;
 }
 
-int t_listen(int t, const connect_opts *opts, connect_listener **lp)
+/* A copy of opts (NULL: defaults) carrying the transport's TLS set-up. */
+static int t_opts(int t, int role, const connect_opts *opts,
+		  connect_opts **outp)
 {
-	connect_tls_config *cfg;
+	connect_tls_config *cfg = NULL;
+	connect_opts *o;
 	int rc;
 
-	switch (t) {
-	case T_TCP4:
-		return connect_tcp_listen(lp, "127.0.0.1:0", opts);
-	case T_TCP6:
-		return connect_tcp_listen(lp, "[::1]:0", opts);
-	case T_TLS:
-		rc = tls_cfg(CONNECT_TLS_SERVER, &cfg);
-		if (rc != CONNECT_OK)
-			return rc;
-		/* The listener keeps its own reference. */
-		rc = connect_tls_listen(lp, "127.0.0.1:0", cfg, opts);
-		connect_tls_config_free(cfg);
+	rc = connect_opts_new(&o);
+	if (rc != CONNECT_OK)
 		return rc;
-	default:
-		return CONNECT_EINVAL;
+	for (int opt = 1; opts && opt <= CONNECT_OPT_HANDSHAKE_MAX; opt++) {
+		int64_t v;
+
+		if (connect_opts_get(opts, opt, &v) == CONNECT_OK)
+			connect_opts_set(o, opt, v);
 	}
+	if (t_table[t].tls) {
+		rc = tls_cfg(role, &cfg);
+		if (rc == CONNECT_OK) {
+			/* The options object keeps its own reference. */
+			connect_opts_set_tls(o, cfg);
+			connect_tls_config_free(cfg);
+			if (role == CONNECT_TLS_CLIENT)
+				rc = connect_opts_set_server_name(o,
+								  "localhost");
+		}
+	}
+	if (rc != CONNECT_OK) {
+		connect_opts_free(o);
+		return rc;
+	}
+	*outp = o;
+	return CONNECT_OK;
+}
+
+int t_listen(int t, const connect_opts *opts, connect_listener **lp)
+{
+	connect_opts *o;
+	char url[128];
+	int rc;
+
+	rc = t_opts(t, CONNECT_TLS_SERVER, opts, &o);
+	if (rc != CONNECT_OK)
+		return rc;
+	snprintf(url, sizeof(url), "%s://%s:0", t_table[t].scheme,
+		 t_table[t].host);
+	rc = connect_listen(lp, url, o);
+	connect_opts_free(o);
+	return rc;
 }
 
 connect_listener *t_listen_ok(int t, const connect_opts *opts)
@@ -106,18 +143,17 @@ connect_listener *t_listen_ok(int t, const connect_opts *opts)
 
 int t_dial(int t, int port, const connect_opts *opts, connect_conn **cp)
 {
-	connect_tls_config *cfg;
-	char addr[64];
+	connect_opts *o;
+	char url[128];
 	int rc;
 
-	t_addr(t, port, addr, sizeof(addr));
-	if (t != T_TLS)
-		return connect_tcp_client(cp, addr, opts);
-	rc = tls_cfg(CONNECT_TLS_CLIENT, &cfg);
+	rc = t_opts(t, CONNECT_TLS_CLIENT, opts, &o);
 	if (rc != CONNECT_OK)
 		return rc;
-	rc = connect_tls_client(cp, addr, "localhost", cfg, opts);
-	connect_tls_config_free(cfg);
+	snprintf(url, sizeof(url), "%s://%s:%d", t_table[t].scheme,
+		 t_table[t].host, port);
+	rc = connect_dial(cp, url, o);
+	connect_opts_free(o);
 	return rc;
 }
 
@@ -529,7 +565,7 @@ int raw_dial(int t, int port)
 	int fd, rc;
 
 	memset(&ss, 0, sizeof(ss));
-	if (t == T_TCP6) {
+	if (t_family(t) == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
 		s6->sin6_family = AF_INET6;

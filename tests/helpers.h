@@ -26,13 +26,34 @@
 #define CERTDIR "tests/certs"
 #endif
 
-/* Transports of the conformance suite. */
+/*
+ * The transports of the conformance suite: one row each.  A transport
+ * joins the battery by getting a row here (and an index below); the
+ * tests only read the row.
+ */
+struct t_transport {
+	const char *name;   /* "tcp4": the TCase name */
+	const char *scheme; /* URL scheme for connect_dial / connect_listen */
+	const char *host;   /* loopback host as written in a URL */
+	bool tls;           /* needs the test certificates */
+	bool raw;           /* a raw TCP socket can speak its stream */
+	bool handshake;     /* handshakes run on listener threads */
+	int family;         /* address family of a raw socket */
+};
+
 enum {
 	T_TCP4 = 0, /* TCP over 127.0.0.1 */
 	T_TCP6 = 1, /* TCP over [::1] */
 	T_TLS = 2,  /* TLS over 127.0.0.1, certificate for "localhost" */
+#ifdef CONNECT_TEST_FAULT
+	/* The test build with the fault layer (check_conn_fault). */
+	T_FAULT,     /* fault+tcp: short transfers, EINTR */
+	T_TLS_FAULT, /* tls+fault+tcp: TLS over the same */
+#endif
 	T_COUNT
 };
+
+extern const struct t_transport t_table[T_COUNT];
 
 /* "tcp4", "tcp6", "tls". */
 const char *t_name(int t);
@@ -42,8 +63,8 @@ bool t_is_raw(int t);
 int t_family(int t);
 
 /*
- * Start a listener for transport t on the loopback address with port 0.
- * Returns what connect_tcp_listen / connect_tls_listen return.
+ * Start a listener for transport t on the loopback address with port 0,
+ * through connect_listen("SCHEME://HOST:0").  Returns its code.
  */
 int t_listen(int t, const connect_opts *opts, connect_listener **lp);
 /* As t_listen; fails the test unless it worked. */
@@ -52,7 +73,8 @@ connect_listener *t_listen_ok(int t, const connect_opts *opts);
 /* "127.0.0.1:PORT" or "[::1]:PORT" into buf. */
 void t_addr(int t, int port, char *buf, size_t len);
 
-/* Dial the listener of transport t on `port`.  Returns the library code. */
+/* Dial the listener of transport t on `port` with connect_dial() (TLS:
+ * verifying the name "localhost").  Returns the library code. */
 int t_dial(int t, int port, const connect_opts *opts, connect_conn **cp);
 /* As t_dial; fails the test unless it worked. */
 connect_conn *t_dial_ok(int t, int port, const connect_opts *opts);
