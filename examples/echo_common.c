@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -280,8 +281,15 @@ int echo_server_listening(connect_listener *l, int listen_rc,
 
 /* ---- servers: the poll loop ------------------------------------------- */
 
-/* How long an echo may wait for room in a client's outbound queue. */
-#define SEND_TIMEOUT_MS 10000
+/*
+ * One thread serves every client without ever blocking on one of them:
+ * it polls each client's receive descriptor, or, while an echo waits for
+ * room in that client's outbound queue, its send descriptor instead (and
+ * reads nothing more from it: the client's own backpressure).  Closing a
+ * client with a linger waits for its peer, so closes go to a second
+ * thread; a client that does not read delays nobody.
+ */
+
 /* Linger when closing a client that ended its stream cleanly. */
 #define CLOSE_LINGER_MS 2000
 /* Datagrams echoed per client per round, so one busy client cannot
@@ -289,10 +297,29 @@ int echo_server_listening(connect_listener *l, int listen_rc,
 #define BATCH 1024
 
 struct client {
-	connect_conn *conn; /* NULL once closed */
-	int fd;
+	connect_conn *conn; /* NULL once handed to the closer */
+	int fd;             /* readable: something to receive */
+	int sfd;            /* readable: room to send */
+	connect_datagram *pending; /* an echo waiting for room */
 	char peer[80];
 	unsigned long long echoed;
+};
+
+/* A connection on its way out, for the closer thread. */
+struct closing {
+	connect_conn *conn;
+	int linger_ms;
+	char peer[80];
+	struct closing *next;
+};
+
+struct closer {
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct closing *head, **tailp;
+	bool stop;
+	bool running;
 };
 
 struct server {
@@ -302,23 +329,94 @@ struct server {
 	size_t n, cap;
 	unsigned long served; /* clients that came and went */
 	int tls_failures;     /* failed handshakes already reported */
+	struct closer closer;
 };
 
-static void close_client(struct client *cl, int linger_ms)
+static void close_now(connect_conn *conn, int linger_ms, const char *peer)
 {
 	size_t unsent = 0;
 	int rc;
 
-	rc = connect_close(cl->conn, linger_ms, &unsent);
-	cl->conn = NULL;
+	rc = connect_close(conn, linger_ms, &unsent);
 	/* Without linger there is no clean end to wait for: "timed out"
 	 * then only matters if something was left unwritten. */
 	if (linger_ms == 0 && rc == CONNECT_ETIMEDOUT && unsent == 0)
 		return;
 	if (rc != CONNECT_OK || unsent > 0)
 		echo_warn("%s: close: %s: %s (%zu datagram(s) not written)",
-			  cl->peer, connect_err_name(rc), connect_strerror(rc),
+			  peer, connect_err_name(rc), connect_strerror(rc),
 			  unsent);
+}
+
+static void *closer_main(void *arg)
+{
+	struct closer *cl = arg;
+	struct closing *x;
+
+	pthread_mutex_lock(&cl->lock);
+	for (;;) {
+		while (!cl->head && !cl->stop)
+			pthread_cond_wait(&cl->cv, &cl->lock);
+		x = cl->head;
+		if (!x)
+			break; /* stopping, and nothing left */
+		cl->head = x->next;
+		if (!cl->head)
+			cl->tailp = &cl->head;
+		pthread_mutex_unlock(&cl->lock);
+		close_now(x->conn, x->linger_ms, x->peer);
+		free(x);
+		pthread_mutex_lock(&cl->lock);
+	}
+	pthread_mutex_unlock(&cl->lock);
+	return NULL;
+}
+
+static void closer_start(struct closer *cl)
+{
+	pthread_mutex_init(&cl->lock, NULL);
+	pthread_cond_init(&cl->cv, NULL);
+	cl->tailp = &cl->head;
+	cl->running = pthread_create(&cl->th, NULL, closer_main, cl) == 0;
+	if (!cl->running)
+		echo_warn("no closer thread: clients are closed in line");
+}
+
+/* Hand a connection to the closer (or close it here without one). */
+static void close_client(struct server *srv, struct client *cl, int linger_ms)
+{
+	struct closer *c = &srv->closer;
+	struct closing *x = c->running ? malloc(sizeof(*x)) : NULL;
+
+	connect_datagram_free(cl->pending);
+	cl->pending = NULL;
+	if (!x) {
+		close_now(cl->conn, linger_ms, cl->peer);
+	} else {
+		x->conn = cl->conn;
+		x->linger_ms = linger_ms;
+		snprintf(x->peer, sizeof(x->peer), "%s", cl->peer);
+		x->next = NULL;
+		pthread_mutex_lock(&c->lock);
+		*c->tailp = x;
+		c->tailp = &x->next;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->lock);
+	}
+	cl->conn = NULL;
+}
+
+/* Let the closer finish what it was given, and join it. */
+static void closer_stop(struct closer *c)
+{
+	if (!c->running)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->th, NULL);
+	c->running = false;
 }
 
 /* Report why a client's stream stopped, and close it. */
@@ -329,7 +427,7 @@ static void drop_client(struct server *srv, struct client *cl, int err)
 	if (err == CONNECT_EEOF) {
 		printf("%s: end of stream after %llu datagram(s) echoed\n",
 		       cl->peer, cl->echoed);
-		close_client(cl, CLOSE_LINGER_MS);
+		close_client(srv, cl, CLOSE_LINGER_MS);
 	} else {
 		if (connect_conn_error(cl->conn, detail, sizeof(detail)) ==
 			    CONNECT_OK ||
@@ -339,7 +437,7 @@ static void drop_client(struct server *srv, struct client *cl, int err)
 		       "(%s)\n",
 		       cl->peer, cl->echoed, connect_err_name(err),
 		       connect_strerror(err), detail);
-		close_client(cl, 0);
+		close_client(srv, cl, 0);
 	}
 	srv->served++;
 }
@@ -347,7 +445,7 @@ static void drop_client(struct server *srv, struct client *cl, int err)
 static int add_client(struct server *srv, connect_conn *conn)
 {
 	struct client *cl;
-	int fd;
+	int fd, sfd;
 
 	if (srv->n == srv->cap) {
 		size_t cap = srv->cap ? srv->cap * 2 : 16;
@@ -367,26 +465,55 @@ static int add_client(struct server *srv, connect_conn *conn)
 	    CONNECT_OK)
 		snprintf(cl->peer, sizeof(cl->peer), "(unknown peer)");
 	fd = connect_conn_fd(conn);
-	if (fd < 0) {
-		echo_warn("%s: connect_conn_fd: %s", cl->peer,
-			  connect_strerror(fd));
+	sfd = fd < 0 ? fd : connect_conn_send_fd(conn);
+	if (fd < 0 || sfd < 0) {
+		echo_warn("%s: descriptors: %s", cl->peer,
+			  connect_strerror(fd < 0 ? fd : sfd));
 		connect_close(conn, 0, NULL);
 		srv->served++;
 		return 0;
 	}
 	cl->conn = conn;
 	cl->fd = fd;
+	cl->sfd = sfd;
 	srv->n++;
 	printf("%s: connected\n", cl->peer);
 	return 0;
 }
 
-/* Echo what the client sent so far (at most BATCH datagrams). */
+/* Send the very datagram back: on success it belongs to the library
+ * again; on CONNECT_EAGAIN it waits as cl->pending.  False: dropped. */
+static bool echo_one(struct server *srv, struct client *cl,
+		     connect_datagram *dg)
+{
+	int rc = connect_send(cl->conn, dg);
+
+	if (rc == CONNECT_EAGAIN) {
+		cl->pending = dg;
+		return true;
+	}
+	if (rc != CONNECT_OK) {
+		connect_datagram_free(dg);
+		drop_client(srv, cl, rc);
+		return false;
+	}
+	cl->echoed++;
+	return true;
+}
+
+/* Echo what the client sent so far (at most BATCH datagrams), never
+ * waiting for room. */
 static void serve_client(struct server *srv, struct client *cl)
 {
 	connect_datagram *dg;
 	int i, rc;
 
+	if (cl->pending) {
+		dg = cl->pending;
+		cl->pending = NULL;
+		if (!echo_one(srv, cl, dg) || cl->pending)
+			return;
+	}
 	for (i = 0; i < BATCH; i++) {
 		rc = connect_recv(cl->conn, &dg);
 		if (rc == CONNECT_EAGAIN)
@@ -395,15 +522,8 @@ static void serve_client(struct server *srv, struct client *cl)
 			drop_client(srv, cl, rc);
 			return;
 		}
-		/* Send the very datagram back: on success it belongs to the
-		 * library again, on failure it is still ours. */
-		rc = connect_send_wait(cl->conn, dg, SEND_TIMEOUT_MS);
-		if (rc != CONNECT_OK) {
-			connect_datagram_free(dg);
-			drop_client(srv, cl, rc);
+		if (!echo_one(srv, cl, dg) || cl->pending)
 			return;
-		}
-		cl->echoed++;
 	}
 }
 
@@ -485,9 +605,13 @@ static int serve(struct server *srv, int sigfd, unsigned long exit_after)
 		}
 		pfd[0] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		/* A client with an echo waiting is polled for room only. */
 		for (i = 0; i < srv->n; i++)
-			pfd[i + 2] = (struct pollfd){ .fd = srv->c[i].fd,
-						      .events = POLLIN };
+			pfd[i + 2] = (struct pollfd){
+				.fd = srv->c[i].pending ? srv->c[i].sfd
+							: srv->c[i].fd,
+				.events = POLLIN
+			};
 		rc = poll(pfd, srv->n + 2, 1000);
 		if (rc < 0) {
 			if (errno == EINTR)
@@ -532,15 +656,19 @@ int echo_server_run(connect_listener *l, const struct echo_server_setup *s,
 	int status;
 
 	fflush(stdout);
+	closer_start(&srv.closer);
 	status = serve(&srv, s->sigfd, s->exit_after) < 0 ? 1 : 0;
 
 	/* Stop accepting first, then let every client's echoes drain. */
 	report_tls_failures(&srv);
 	connect_listener_close(srv.l);
 	for (i = 0; i < srv.n; i++) {
+		if (!srv.c[i].conn)
+			continue;
 		printf("%s: closing (server shutdown)\n", srv.c[i].peer);
-		close_client(&srv.c[i], CLOSE_LINGER_MS);
+		close_client(&srv, &srv.c[i], CLOSE_LINGER_MS);
 	}
+	closer_stop(&srv.closer);
 	free(srv.c);
 	close(s->sigfd);
 	printf("stopped\n");

@@ -415,6 +415,20 @@ CONNECT_API int connect_recv_wait(connect_conn *conn, connect_datagram **dgp,
 CONNECT_API int connect_conn_fd(connect_conn *conn);
 
 /*
+ * A file descriptor that polls readable while connect_send() would not say
+ * CONNECT_EAGAIN: at first when the outbound queue has room, and after a
+ * send met a full queue, once the writer has drained it to half its
+ * limits; also once sends fail at once (an error, connect_close()).  A poll
+ * loop that must not block waits on it for room instead of calling
+ * connect_send_wait(): one client that does not read then never stalls the
+ * others.  It may occasionally be readable with no room (the send then
+ * says CONNECT_EAGAIN, which clears it).  Never read, write or close it;
+ * connect_close() closes it.  Created on the first call.
+ * Returns the descriptor (>= 0) or CONNECT_EINVAL / CONNECT_ESYSTEM.
+ */
+CONNECT_API int connect_conn_send_fd(connect_conn *conn);
+
+/*
  * Close a connection: stop accepting sends, let the writer flush what is
  * queued for up to `linger_ms` (< 0: the CONNECT_OPT_LINGER_MS value; 0:
  * do not flush), end the stream cleanly (TCP FIN; TLS close_notify), stop

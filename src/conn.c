@@ -85,6 +85,9 @@ struct connect_conn {
 
 	pthread_mutex_t recv_lock; /* one dequeuer of `in` at a time */
 	_Atomic int efd;           /* eventfd for connect_conn_fd, or -1 */
+	_Atomic int sfd;           /* eventfd for connect_conn_send_fd */
+	_Atomic int send_blocked;  /* a sender met a full queue: the writer
+				    * signals sfd at the low-water mark */
 
 	int err_code; /* under lock: the first reader/writer error */
 	char err_reason[CN_REASON_LEN];
@@ -168,14 +171,60 @@ static void wake_all(struct connect_conn *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void efd_signal(struct connect_conn *c)
+static void fd_signal(int fd)
 {
-	int fd = atomic_load(&c->efd);
 	uint64_t one = 1;
 
 	if (fd >= 0)
 		while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 			;
+}
+
+static void fd_clear(int fd)
+{
+	uint64_t v;
+
+	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+}
+
+static void efd_signal(struct connect_conn *c)
+{
+	fd_signal(atomic_load(&c->efd));
+}
+
+/*
+ * Room to send: connect_conn_send_fd() polls readable while a send would
+ * not say CONNECT_EAGAIN.  A sender that meets a full queue announces
+ * itself (send_blocked), clears the descriptor, then looks at the queue
+ * again; the writer, after it freed room, looks at the announcement.
+ * Either the sender sees the room or the writer sees the sender, as for
+ * the sleeping flags.  It is signalled at the low-water mark (half the
+ * limits), so a poll loop is not woken for every datagram written.
+ */
+static bool send_fd_ready(struct connect_conn *c)
+{
+	return cn_queue_low(&c->out) || atomic_load(&c->tx_err) ||
+	       atomic_load(&c->closing);
+}
+
+static void send_fd_wake(struct connect_conn *c)
+{
+	if (atomic_load(&c->send_blocked) &&
+	    atomic_exchange(&c->send_blocked, 0))
+		fd_signal(atomic_load(&c->sfd));
+}
+
+static void send_fd_block(struct connect_conn *c)
+{
+	int fd = atomic_load(&c->sfd);
+
+	if (fd < 0)
+		return;
+	atomic_store(&c->send_blocked, 1);
+	fd_clear(fd);
+	if (send_fd_ready(c))
+		send_fd_wake(c);
 }
 
 /* ---------------------------------------------------------------- writer */
@@ -235,6 +284,8 @@ static int write_batch(struct connect_conn *c, struct connect_datagram **dg,
 	/* Room only now: the queue limits count datagrams until written. */
 	cn_queue_release(&c->out, (uint64_t)cnt, bytes);
 	wake_if(c, &c->send_waiters, &c->send_cv);
+	if (atomic_load(&c->send_blocked) && send_fd_ready(c))
+		send_fd_wake(c);
 	return rc;
 }
 
@@ -324,6 +375,8 @@ static void *writer_main(void *arg)
 	pthread_cond_broadcast(&c->close_cv);
 	pthread_cond_broadcast(&c->send_cv);
 	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		send_fd_wake(c);
 	return NULL;
 }
 
@@ -463,6 +516,7 @@ static void *reader_main(void *arg)
 		set_tx_err(c, final);
 		c->t->ops->abort(c->t);
 		wake_all(c);
+		send_fd_wake(c);
 	}
 	c->sink.ops->end(&c->sink, final);
 	return NULL;
@@ -474,6 +528,9 @@ static void conn_free(struct connect_conn *c)
 {
 	int fd = atomic_load(&c->efd);
 
+	if (fd >= 0)
+		close(fd);
+	fd = atomic_load(&c->sfd);
 	if (fd >= 0)
 		close(fd);
 	pthread_mutex_destroy(&c->lock);
@@ -516,6 +573,7 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	cn_cond_init(&c->send_cv);
 	cn_cond_init(&c->close_cv);
 	atomic_init(&c->efd, -1);
+	atomic_init(&c->sfd, -1);
 	c->shutdown_rc = CONNECT_ETIMEDOUT;
 
 	stack = (size_t)c->opts.v[CONNECT_OPT_THREAD_STACK];
@@ -557,6 +615,7 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	 * calls in progress to leave (they return CONNECT_ECLOSED). */
 	atomic_store(&c->closing, 1);
 	wake_all(c);
+	send_fd_wake(c);
 	pthread_mutex_lock(&c->lock);
 	while (atomic_load(&c->users) > 0)
 		pthread_cond_wait(&c->close_cv, &c->lock);
@@ -624,8 +683,10 @@ static int send_try(struct connect_conn *c, struct connect_datagram *dg)
 	err = atomic_load(&c->tx_err);
 	if (err)
 		return err;
-	if (!cn_queue_reserve(&c->out, dg->len))
+	if (!cn_queue_reserve(&c->out, dg->len)) {
+		send_fd_block(c);
 		return CONNECT_EAGAIN;
+	}
 	/* Wake the writer on the empty-to-non-empty edge only, and only if it
 	 * sleeps: on a busy connection this is no system call at all. */
 	if (cn_queue_push(&c->out, dg))
@@ -789,6 +850,33 @@ int connect_conn_fd(connect_conn *c)
 		}
 	}
 	pthread_mutex_unlock(&c->recv_lock);
+	leave(c);
+	return fd;
+}
+
+int connect_conn_send_fd(connect_conn *c)
+{
+	int fd;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	enter(c);
+	pthread_mutex_lock(&c->lock);
+	fd = atomic_load(&c->sfd);
+	if (fd < 0) {
+		fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fd < 0) {
+			fd = CONNECT_ESYSTEM;
+		} else {
+			atomic_store(&c->sfd, fd);
+			/* Readable from the start while there is room; else
+			 * the writer signals when it makes some. */
+			atomic_store(&c->send_blocked, 1);
+			if (send_fd_ready(c))
+				send_fd_wake(c);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
 	leave(c);
 	return fd;
 }

@@ -442,6 +442,40 @@ START_TEST(peer_stops_reading)
 }
 END_TEST
 
+/*
+ * Room to send is pollable: while the peer does not read, the send
+ * descriptor goes quiet once a send met the full queue; when the peer
+ * reads again it turns readable, and a send succeeds.
+ */
+START_TEST(send_fd_polls)
+{
+	enum { LEN = 4096 };
+	int t = _i;
+	connect_conn *c, *s;
+	struct xfer rx;
+	uint32_t sent;
+	int fd, rc;
+
+	pair_small_queues(t, &c, &s);
+	fd = connect_conn_send_fd(c);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect_conn_send_fd(c), fd);
+	/* An empty queue: room at once. */
+	ck_assert_int_eq(fd_readable(fd, scaled_ms(1000)), 1);
+	sent = fill_until_stall(c, LEN, PIPE_BOUND_BYTES / LEN);
+	/* The last send met the full queue: quiet while nobody reads. */
+	ck_assert_int_eq(fd_readable(fd, 200), 0);
+	xfer_start(&rx, receiver_main, s, 1, 0, sent + 1, LEN);
+	ck_assert_int_eq(fd_readable(fd, scaled_ms(20000)), 1);
+	rc = connect_send(c, dg_make(1, sent, LEN));
+	ck_assert_msg(rc == CONNECT_OK, "send after readiness: %s",
+		      connect_err_name(rc));
+	xfer_join_ok(&rx, "receiver");
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------- */
 /* Close and end of stream                                                 */
 /* ---------------------------------------------------------------------- */
@@ -1153,6 +1187,7 @@ static void add_tests(TCase *tc, int t)
 	ADD(close_wakes_send_wait);
 	ADD(conn_fd_polls);
 	ADD(conn_fd_clears);
+	ADD(send_fd_polls);
 	ADD(recv_max_payload);
 	ADD(stats_counters);
 	ADD(addresses);
