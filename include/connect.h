@@ -442,6 +442,15 @@ CONNECT_API int connect_conn_send_fd(connect_conn *conn);
  * peer sees CONNECT_ECONNRESET (over TLS, CONNECT_ETRUNCATED when it
  * meets the end before the reset), never CONNECT_EEOF.
  *
+ * The rule: close reports failure exactly when something accepted by
+ * connect_send*() may not have reached the peer.  "Reached" means the
+ * peer's host acknowledged it (TCP): a peer that had read everything and
+ * gone away before we closed (even one whose socket then answered our FIN
+ * with a reset) is a success; a reset that left bytes we sent
+ * unacknowledged is CONNECT_ECONNRESET.  Over TLS, once the peer's
+ * close_notify came, our close_notify is a courtesy and its loss is not
+ * a failure.
+ *
  * Returns CONNECT_OK when everything queued was written and the stream was
  * ended cleanly (with linger 0: when nothing queued was lost),
  * CONNECT_ETIMEDOUT when the linger expired first, the writer's error if it

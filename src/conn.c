@@ -344,7 +344,7 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		if (atomic_load(&c->flush)) {
-			rc = c->t->ops->shutdown(c->t);
+			rc = c->t->ops->shutdown(c->t, 0);
 			pthread_mutex_lock(&c->lock);
 			c->shutdown_rc = rc;
 			pthread_mutex_unlock(&c->lock);

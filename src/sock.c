@@ -128,7 +128,17 @@ void cn_sock_fill_addrs(int fd, struct cn_transport *t)
 			       sizeof(t->peer));
 }
 
-int cn_sock_wait_acked(int fd, struct cn_transport *t)
+/* The connection is gone (reset, or timed out): nothing more will move. */
+static bool sock_is_closed(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	       ti.tcpi_state == TCP_CLOSE;
+}
+
+int cn_sock_wait_acked(int fd, struct cn_transport *t, size_t grace)
 {
 	int pending, pause = 1;
 
@@ -142,15 +152,25 @@ int cn_sock_wait_acked(int fd, struct cn_transport *t)
 			return CONNECT_ECLOSED;
 		if (ioctl(fd, SIOCOUTQ, &pending) < 0 || pending <= 0)
 			return CONNECT_OK;
-		/* POLLERR: the peer reset the connection, what is pending
-		 * will never be acknowledged. */
-		if (poll(&pfd, 1, pause) > 0 && (pfd.revents & POLLERR)) {
+		/* POLLERR, or a closed socket whose error another thread
+		 * took: the peer reset the connection, and what is pending
+		 * now will never be acknowledged. */
+		if ((poll(&pfd, 1, pause) > 0 && (pfd.revents & POLLERR)) ||
+		    sock_is_closed(fd)) {
 			int err = 0;
 			socklen_t len = sizeof(err);
 
 			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-			return sock_fail(t, "waiting for acknowledgement from",
-					 err ? err : ECONNRESET);
+			if (ioctl(fd, SIOCOUTQ, &pending) < 0 ||
+			    (size_t)pending <= grace + 1)
+				return CONNECT_OK;
+			if (atomic_load(&t->aborted))
+				return CONNECT_ECLOSED;
+			cn_transport_set_error(t, CONNECT_ECONNRESET,
+					       "%s reset the connection with %d "
+					       "byte(s) we sent unacknowledged",
+					       t->peer, pending - 1);
+			return CONNECT_ECONNRESET;
 		}
 		if (pause < 10)
 			pause++;

@@ -40,9 +40,15 @@ int cn_sock_wait(int fd, int events, int64_t deadline,
 void cn_sock_apply_opts(int fd, const struct connect_opts *opts);
 /* Fill t->local and t->peer from the socket. */
 void cn_sock_fill_addrs(int fd, struct cn_transport *t);
-/* After shutdown(SHUT_WR): wait until the peer acknowledged everything we
- * sent, FIN included.  CONNECT_OK, or CONNECT_ECLOSED once aborted. */
-int cn_sock_wait_acked(int fd, struct cn_transport *t);
+/*
+ * After shutdown(SHUT_WR): wait until the peer acknowledged everything we
+ * sent, FIN included.  CONNECT_OK, or CONNECT_ECLOSED once aborted.  A
+ * reset that leaves no more than the FIN and the last `grace` bytes
+ * unacknowledged is a clean end: the peer had everything that mattered
+ * and had closed.  Otherwise CONNECT_ECONNRESET, saying how many bytes
+ * were never acknowledged.
+ */
+int cn_sock_wait_acked(int fd, struct cn_transport *t, size_t grace);
 /* Cut a connected socket: the peer gets a reset, and threads blocked on
  * the socket wake with an error. */
 void cn_sock_reset(int fd);

@@ -97,10 +97,13 @@ struct cn_transport_ops {
 	 * End our direction of the stream cleanly (TLS close_notify, then
 	 * TCP FIN) after everything was handed to sendv, and wait until the
 	 * peer has acknowledged every byte (so that closing afterwards cannot
-	 * lose data).  CONNECT_OK, a CONNECT_E* code, or CONNECT_ECLOSED when
-	 * abort cut the wait short.
+	 * lose data).  `grace`: how many of the last bytes sent are courtesy
+	 * only (a close_notify after the peer's own): a reset that loses no
+	 * more than them, and the FIN, still ends the stream cleanly (the
+	 * peer had closed already).  CONNECT_OK, a CONNECT_E* code, or
+	 * CONNECT_ECLOSED when abort cut the wait short.
 	 */
-	int (*shutdown)(struct cn_transport *t);
+	int (*shutdown)(struct cn_transport *t, size_t grace);
 
 	/*
 	 * Wake every thread blocked in recv, sendv, wait, handshake or

@@ -195,10 +195,10 @@ static int fault_handshake(struct cn_transport *t, int64_t deadline,
 	return f->lower->ops->handshake(f->lower, deadline, reason, len);
 }
 
-static int fault_shutdown(struct cn_transport *t)
+static int fault_shutdown(struct cn_transport *t, size_t grace)
 {
 	struct fault_transport *f = fault_of(t);
-	int rc = f->lower->ops->shutdown(f->lower);
+	int rc = f->lower->ops->shutdown(f->lower, grace);
 
 	if (rc && rc != CONNECT_ECLOSED) {
 		char why[CN_REASON_LEN];

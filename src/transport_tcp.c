@@ -79,13 +79,15 @@ static int tcp_wait(struct cn_transport *t, int events, int64_t deadline)
 	return cn_sock_wait(tcp_of(t)->fd, events, deadline, t);
 }
 
-static int tcp_shutdown(struct cn_transport *t)
+static int tcp_shutdown(struct cn_transport *t, size_t grace)
 {
 	struct tcp_transport *tt = tcp_of(t);
 	char buf[128];
 	int rc;
 
-	if (shutdown(tt->fd, SHUT_WR) < 0) {
+	/* ENOTCONN: the peer reset the connection already; whether that
+	 * lost anything, the wait below tells. */
+	if (shutdown(tt->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
 		if (atomic_load(&t->aborted))
 			return CONNECT_ECLOSED;
 		rc = cn_err_from_errno(errno);
@@ -93,7 +95,7 @@ static int tcp_shutdown(struct cn_transport *t)
 				       strerror_r(errno, buf, sizeof(buf)));
 		return rc;
 	}
-	rc = cn_sock_wait_acked(tt->fd, t);
+	rc = cn_sock_wait_acked(tt->fd, t, grace);
 	if (rc == CONNECT_OK)
 		atomic_store(&tt->clean, 1);
 	return rc;

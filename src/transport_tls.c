@@ -84,6 +84,7 @@ struct tls_transport {
 	unsigned vstatus;       /* server: client certificate status */
 	atomic_int rd_err;      /* last lower failure seen by pull */
 	atomic_bool rd_eof;     /* pull saw the lower stream end */
+	atomic_bool peer_closed; /* the peer's close_notify arrived */
 	atomic_int wr_err;      /* last lower failure seen by push/flush */
 
 	pthread_mutex_t lock;   /* GnuTLS calls; wbuf; fatal */
@@ -583,6 +584,8 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 		/* Not expected after the handshake, but do not strand it. */
 		if (pushed)
 			(void)tls_flush(t, true);
+		if (n == 0)
+			atomic_store(&t->peer_closed, true);
 		if (n >= 0)
 			return n; /* > 0: data; 0: close_notify */
 		switch (n) {
@@ -676,9 +679,11 @@ static int tls_wait_op(struct cn_transport *base, int events,
 	return t->lower->ops->wait(t->lower, events, deadline);
 }
 
-static int tls_shutdown(struct cn_transport *base)
+static int tls_shutdown(struct cn_transport *base, size_t grace)
 {
 	struct tls_transport *t = tls_of(base);
+	bool peer_closed = atomic_load(&t->peer_closed);
+	size_t bye;
 	int ret, code;
 
 	if (atomic_load(&t->base.aborted))
@@ -697,15 +702,27 @@ static int tls_shutdown(struct cn_transport *base)
 	       !atomic_load(&t->base.aborted));
 	if (ret < 0)
 		ret = tls_io_error(t, ret, false);
+	bye = t->wbuf.len;
 	pthread_mutex_unlock(&t->lock);
 	code = tls_flush(t, false);
+	/*
+	 * After the peer's own close_notify our close_notify is a courtesy:
+	 * a peer that closed its socket at once resets it, and that loses
+	 * nothing that mattered.  The lower transport judges whether what
+	 * came before was acknowledged.
+	 */
+	if (peer_closed && (tls_is_reset(ret) || tls_is_reset(code))) {
+		ret = 0;
+		code = CONNECT_OK;
+	}
 	if (ret < 0)
 		return ret;
 	if (code != CONNECT_OK)
 		return code;
 	/* Then the lower stream ends (TCP: FIN, and the wait until the peer
 	 * has everything: closing before could reset it away). */
-	code = t->lower->ops->shutdown(t->lower);
+	code = t->lower->ops->shutdown(t->lower,
+				       grace + (peer_closed ? bye : 0));
 	if (code != CONNECT_OK && code != CONNECT_ECLOSED) {
 		pthread_mutex_lock(&t->lock);
 		code = tls_fail_lower(t, code);

@@ -1170,6 +1170,147 @@ static bool have_ipv6_loopback(void)
 	return ok;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Close tells the truth                                                   */
+/* ---------------------------------------------------------------------- */
+
+struct close_arg {
+	connect_conn *c;
+	int rc;
+};
+
+static void *close_main(void *arg)
+{
+	struct close_arg *a = arg;
+
+	a->rc = connect_close(a->c, scaled_ms(5000), NULL);
+	return NULL;
+}
+
+/* Read n frames of len bytes from a raw socket; false on a short read. */
+static bool raw_read_frames(int fd, uint32_t n, size_t len)
+{
+	size_t want = (size_t)n * (8 + len), got = 0;
+	char buf[65536];
+
+	while (got < want) {
+		ssize_t r = recv(fd, buf, sizeof(buf) < want - got ?
+						  sizeof(buf) :
+						  want - got,
+				 0);
+
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+/* Reset a raw socket instead of closing it cleanly. */
+static void raw_reset(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/*
+ * The peer read everything, ended its side, and was gone (its socket
+ * reset) before we closed: everything we sent was delivered, so close
+ * reports success, and the read side saw a clean end (the FIN came
+ * before the reset).
+ */
+START_TEST(close_after_peer_gone)
+{
+	enum { N = 50, LEN = 1000 };
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	connect_conn *s;
+	size_t unsent = 99;
+	int fd, rc;
+
+	fd = raw_dial(t, connect_listener_port(l));
+	s = t_accept_ok(l, scaled_ms(10000));
+	for (uint32_t i = 0; i < N; i++)
+		ck_assert_int_eq(connect_send(s, dg_make(1, i, LEN)),
+				 CONNECT_OK);
+	ck_assert(raw_read_frames(fd, N, LEN));
+	shutdown(fd, SHUT_WR);
+	recv_expect_err(s, CONNECT_EEOF);
+	raw_reset(fd);
+	sleep_ms(50);
+	rc = connect_close(s, scaled_ms(5000), &unsent);
+	ck_assert_msg(rc == CONNECT_OK, "close: %s", connect_err_name(rc));
+	ck_assert_uint_eq(unsent, 0);
+	connect_listener_close(l);
+}
+END_TEST
+
+/*
+ * The peer reset the connection while what we sent was still unread in
+ * flight: close reports the loss, never success, and the read side says
+ * "reset", never "end of stream".
+ */
+START_TEST(close_after_peer_reset_loses)
+{
+	enum { LEN = 65536 };
+	int t = _i;
+	connect_listener *l = t_listen_ok(t, NULL);
+	connect_conn *s;
+	uint32_t sent = 0;
+	size_t unsent = 0;
+	int fd, rc, one = 4096;
+
+	fd = raw_dial(t, connect_listener_port(l));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &one, sizeof(one));
+	s = t_accept_ok(l, scaled_ms(10000));
+	/* More than the peer's small buffer takes: some stays with us. */
+	while (sent < 64 &&
+	       connect_send(s, dg_make(1, sent, LEN)) == CONNECT_OK)
+		sent++;
+	sleep_ms(100);
+	raw_reset(fd);
+	recv_expect_err(s, CONNECT_ECONNRESET);
+	rc = connect_close(s, scaled_ms(5000), &unsent);
+	ck_assert_msg(rc != CONNECT_OK, "close said OK after a reset that "
+		      "lost data (%u sent)", sent);
+	connect_listener_close(l);
+}
+END_TEST
+
+/*
+ * Both ends close at the same time after an exchange: both report
+ * success, and each side's data arrived.
+ */
+START_TEST(close_both_at_once)
+{
+	enum { N = 200, LEN = 500 };
+	int t = _i;
+	connect_conn *c, *s;
+	struct close_arg a;
+	pthread_t th;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (uint32_t i = 0; i < N; i++) {
+		ck_assert_int_eq(connect_send(c, dg_make(1, i, LEN)),
+				 CONNECT_OK);
+		ck_assert_int_eq(connect_send(s, dg_make(2, i, LEN)),
+				 CONNECT_OK);
+	}
+	for (uint32_t i = 0; i < N; i++) {
+		recv_expect(s, 1, i, LEN);
+		recv_expect(c, 2, i, LEN);
+	}
+	a.c = s;
+	ck_assert_int_eq(pthread_create(&th, NULL, close_main, &a), 0);
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	ck_assert_int_eq(join_timeout(th, NULL, scaled_ms(10000)), 0);
+	ck_assert_msg(a.rc == CONNECT_OK, "the other close: %s",
+		      connect_err_name(a.rc));
+}
+END_TEST
+
 static void add_tests(TCase *tc, int t)
 {
 #define ADD(fn) tcase_add_loop_test(tc, fn, t, t + 1)
@@ -1192,7 +1333,10 @@ static void add_tests(TCase *tc, int t)
 	ADD(stats_counters);
 	ADD(addresses);
 	ADD(threads_joined);
+	ADD(close_both_at_once);
 	if (t_is_raw(t)) {
+		ADD(close_after_peer_gone);
+		ADD(close_after_peer_reset_loses);
 		ADD(peer_vanishes_mid_frame);
 		ADD(oversized_frame);
 		ADD(big_header_little_data);
