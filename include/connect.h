@@ -263,6 +263,27 @@ enum connect_opt {
 	 * counted by connect_listener_tls_failures()), so silent or slow
 	 * peers cannot lock real clients out.  Default 64; 1 .. 65536. */
 	CONNECT_OPT_HANDSHAKE_MAX = 12,
+	/* TCP keepalive timing (with CONNECT_OPT_TCP_KEEPALIVE on): seconds
+	 * of silence before the first probe, seconds between probes, probes
+	 * unanswered before the connection fails (CONNECT_ETIMEDOUT).  0: the
+	 * system's setting (Linux: 7200 s, 75 s, 9).  Ranges 0 .. 32767,
+	 * 0 .. 32767, 0 .. 127. */
+	CONNECT_OPT_TCP_KEEPALIVE_IDLE = 13,
+	CONNECT_OPT_TCP_KEEPALIVE_INTERVAL = 14,
+	CONNECT_OPT_TCP_KEEPALIVE_COUNT = 15,
+	/* TCP_USER_TIMEOUT in ms: data we sent that stays unacknowledged this
+	 * long fails the connection (CONNECT_ETIMEDOUT).  0: the system's
+	 * (many minutes of retransmission).  0 .. 2^31-1. */
+	CONNECT_OPT_TCP_USER_TIMEOUT_MS = 16,
+	/* Fail the connection (CONNECT_ETIMEDOUT) when nothing at all arrives
+	 * from the peer for this many ms.  0 (default): never.  Only for
+	 * peers that send regularly (heartbeats of the application's). */
+	CONNECT_OPT_RECV_IDLE_TIMEOUT_MS = 17,
+	/* A frame that has begun must be complete within this many ms, or
+	 * the connection fails (CONNECT_ETIMEDOUT): a peer dribbling bytes
+	 * cannot hold the reader forever.  0: never.  Default 0; set it above
+	 * the time the largest expected message takes to arrive. */
+	CONNECT_OPT_FRAME_TIMEOUT_MS = 18,
 };
 
 /*

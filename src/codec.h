@@ -50,6 +50,12 @@ int cn_decoder_feed(struct cn_decoder *d, const uint8_t *buf, size_t len,
  */
 int cn_decoder_finish(struct cn_decoder *d);
 
+/* A frame has begun (some of its bytes arrived) and is not complete. */
+static inline bool cn_decoder_midframe(const struct cn_decoder *d)
+{
+	return d->dg != NULL || d->hdr_have > 0;
+}
+
 /* Bytes of memory held for the partial frame (for tests and stats). */
 size_t cn_decoder_buffered(const struct cn_decoder *d);
 

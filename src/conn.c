@@ -443,12 +443,62 @@ static const struct cn_sink_ops queue_sink_ops = {
 	.end = queue_end,
 };
 
+/*
+ * With a receive-idle or frame timeout, wait for bytes before reading, so
+ * that a silent or dribbling peer is noticed: CONNECT_OK when there is
+ * something to read, CONNECT_ETIMEDOUT (reason written) when a limit
+ * passed, or the transport's code.  *frame_start: when the frame under
+ * way began (0: none).
+ */
+static int reader_wait_data(struct connect_conn *c,
+			    const struct cn_decoder *dec, int64_t *frame_start,
+			    char *reason, size_t len)
+{
+	int64_t idle = c->opts.v[CONNECT_OPT_RECV_IDLE_TIMEOUT_MS];
+	int64_t frame = c->opts.v[CONNECT_OPT_FRAME_TIMEOUT_MS];
+	int64_t now, deadline = -1;
+	bool by_frame = false;
+	int rc;
+
+	if (!idle && !frame)
+		return CONNECT_OK;
+	now = cn_now_ms();
+	if (!cn_decoder_midframe(dec))
+		*frame_start = 0;
+	else if (*frame_start == 0)
+		*frame_start = now;
+	if (idle)
+		deadline = now + idle;
+	if (frame && *frame_start &&
+	    (deadline < 0 || *frame_start + frame < deadline)) {
+		deadline = *frame_start + frame;
+		by_frame = true;
+	}
+	rc = c->t->ops->wait(c->t, CN_WAIT_READ, deadline);
+	if (rc == CONNECT_ETIMEDOUT) {
+		if (by_frame)
+			snprintf(reason, len,
+				 "frame timeout: a frame begun %lld ms ago is "
+				 "still incomplete",
+				 (long long)(cn_now_ms() - *frame_start));
+		else
+			snprintf(reason, len,
+				 "receive idle timeout: nothing from %s for "
+				 "%lld ms",
+				 c->peer, (long long)idle);
+	} else if (rc) {
+		cn_transport_reason(c->t, reason, len);
+	}
+	return rc;
+}
+
 static void *reader_main(void *arg)
 {
 	struct connect_conn *c = arg;
 	struct cn_decoder dec;
 	char reason[CN_REASON_LEN] = "";
 	uint8_t *buf;
+	int64_t frame_start = 0;
 	int final = CONNECT_OK;
 
 	cn_decoder_init(&dec,
@@ -465,7 +515,12 @@ static void *reader_main(void *arg)
 			final = CONNECT_ECLOSED;
 			break;
 		}
-		n = c->t->ops->recv(c->t, buf, CN_READ_CHUNK, 0);
+		n = reader_wait_data(c, &dec, &frame_start, reason,
+				     sizeof(reason));
+		if (n == CONNECT_OK)
+			n = c->t->ops->recv(c->t, buf, CN_READ_CHUNK, 0);
+		else if (atomic_load(&c->closing))
+			n = CONNECT_ECLOSED;
 		if (n == 0) {
 			final = cn_decoder_finish(&dec);
 			snprintf(reason, sizeof(reason), "%s", dec.reason);
@@ -474,7 +529,9 @@ static void *reader_main(void *arg)
 		if (n < 0) {
 			final = atomic_load(&c->closing) ? CONNECT_ECLOSED
 							 : (int)n;
-			cn_transport_reason(c->t, reason, sizeof(reason));
+			if (!reason[0])
+				cn_transport_reason(c->t, reason,
+						    sizeof(reason));
 			break;
 		}
 		for (size_t off = 0; off < (size_t)n;) {
@@ -508,11 +565,12 @@ static void *reader_main(void *arg)
 	free(buf);
 	if (final != CONNECT_EEOF && final != CONNECT_ECLOSED)
 		set_error(c, final, reason);
-	if (final == CONNECT_EPROTO) {
+	if (final == CONNECT_EPROTO || final == CONNECT_ETIMEDOUT) {
 		/* Past a malformed frame the stream cannot be resynchronized
-		 * and the peer is broken: cut the connection now (the peer
-		 * learns at once, instead of when the application closes),
-		 * and make sends report why. */
+		 * and the peer is broken; a peer past our timeouts is dead or
+		 * hostile: cut the connection now (the peer learns at once,
+		 * instead of when the application closes), and make sends
+		 * report why. */
 		set_tx_err(c, final);
 		c->t->ops->abort(c->t);
 		wake_all(c);

@@ -84,7 +84,7 @@ struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
 
 /* Options: a table indexed by enum connect_opt, and what dial and listen
  * take by reference (the user's object owns them). */
-#define CN_OPT_MAX 13
+#define CN_OPT_MAX 19
 #define CN_NAME_LEN 256
 struct connect_opts {
 	int64_t v[CN_OPT_MAX];

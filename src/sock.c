@@ -108,10 +108,27 @@ void cn_sock_apply_opts(int fd, const struct connect_opts *opts)
 	int nodelay = opts->v[CONNECT_OPT_TCP_NODELAY] != 0;
 	int keepalive = opts->v[CONNECT_OPT_TCP_KEEPALIVE] != 0;
 
+	static const struct {
+		int opt, name;
+	} tcp[] = {
+		{ CONNECT_OPT_TCP_KEEPALIVE_IDLE, TCP_KEEPIDLE },
+		{ CONNECT_OPT_TCP_KEEPALIVE_INTERVAL, TCP_KEEPINTVL },
+		{ CONNECT_OPT_TCP_KEEPALIVE_COUNT, TCP_KEEPCNT },
+		{ CONNECT_OPT_TCP_USER_TIMEOUT_MS, TCP_USER_TIMEOUT },
+	};
+
 	/* Best effort: a socket that refuses these still works. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive,
 		   sizeof(keepalive));
+	/* 0 keeps the system's value. */
+	for (size_t i = 0; i < sizeof(tcp) / sizeof(tcp[0]); i++) {
+		int v = (int)opts->v[tcp[i].opt];
+
+		if (v > 0)
+			setsockopt(fd, IPPROTO_TCP, tcp[i].name, &v,
+				   sizeof(v));
+	}
 }
 
 void cn_sock_fill_addrs(int fd, struct cn_transport *t)

@@ -1187,6 +1187,19 @@ static void *close_main(void *arg)
 	return NULL;
 }
 
+/* Expect the frame "0123456789" with tag 7. */
+static void recv_expect_raw10(connect_conn *s)
+{
+	connect_datagram *dg;
+
+	ck_assert_int_eq(connect_recv_wait(s, &dg, scaled_ms(5000)),
+			 CONNECT_OK);
+	ck_assert_uint_eq(connect_datagram_tag(dg), 7);
+	ck_assert_uint_eq(connect_datagram_size(dg), 10);
+	ck_assert(memcmp(connect_datagram_data(dg), "0123456789", 10) == 0);
+	connect_datagram_free(dg);
+}
+
 /* Read n frames of len bytes from a raw socket; false on a short read. */
 static bool raw_read_frames(int fd, uint32_t n, size_t len)
 {
@@ -1311,6 +1324,100 @@ START_TEST(close_both_at_once)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* Dead and dribbling peers                                                */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Receive-idle timeout: a peer that sends every 50 ms is never cut by a
+ * 400 ms limit; once it goes silent, recv reports CONNECT_ETIMEDOUT after
+ * everything that arrived, within a bounded time, and sends fail too.
+ */
+START_TEST(recv_idle_timeout)
+{
+	int t = _i;
+	connect_opts *o = opts_make(CONNECT_OPT_RECV_IDLE_TIMEOUT_MS, 400, 0,
+				    0, 0, 0);
+	connect_conn *c, *s;
+	connect_datagram *dg;
+	char why[256] = "";
+	int64_t t0;
+	int rc;
+
+	t_pair(t, NULL, o, &c, &s);
+	for (uint32_t i = 0; i < 20; i++) {
+		ck_assert_int_eq(connect_send(c, dg_make(1, i, 10)),
+				 CONNECT_OK);
+		recv_expect(s, 1, i, 10);
+		sleep_ms(50);
+	}
+	t0 = now_ms();
+	rc = connect_recv_wait(s, &dg, scaled_ms(10000));
+	ck_assert_msg(rc == CONNECT_ETIMEDOUT, "recv: %s",
+		      connect_err_name(rc));
+	ck_assert_int_ge(now_ms() - t0, 300);
+	ck_assert_int_le(now_ms() - t0, scaled_ms(3000));
+	ck_assert_int_eq(connect_conn_error(s, why, sizeof(why)),
+			 CONNECT_ETIMEDOUT);
+	ck_assert_msg(strstr(why, "idle") != NULL, "reason: %s", why);
+	/* Sticky, and the stream is cut. */
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_ETIMEDOUT);
+	ck_assert_int_eq(connect_send(s, dg_make(1, 0, 10)) == CONNECT_OK, 0);
+	connect_close(s, 0, NULL);
+	connect_close(c, 0, NULL);
+	connect_opts_free(o);
+}
+END_TEST
+
+/*
+ * Frame timeout: a peer dribbling one byte every 20 ms of a 100-byte
+ * frame keeps the receive-idle clock happy but cannot hold the reader
+ * past the frame limit.  The frame before it is delivered.
+ */
+START_TEST(frame_timeout_dribble)
+{
+	int t = _i;
+	connect_opts *o = opts_make(CONNECT_OPT_FRAME_TIMEOUT_MS, 500,
+				    CONNECT_OPT_RECV_IDLE_TIMEOUT_MS, 5000, 0,
+				    0);
+	connect_listener *l = t_listen_ok(t, o);
+	connect_conn *s;
+	connect_datagram *dg;
+	uint8_t buf[200];
+	char why[256] = "";
+	size_t n;
+	int64_t t0;
+	int fd, rc;
+
+	fd = raw_dial(t, connect_listener_port(l));
+	s = t_accept_ok(l, scaled_ms(10000));
+	ck_assert(raw_send_all(fd, buf, frame_put(buf, 14, 1, 7, "0123456789",
+						  10)));
+	recv_expect_raw10(s);
+	n = frame_put(buf, 104, 1, 3, NULL, 0);
+	ck_assert(raw_send_all(fd, buf, n));
+	t0 = now_ms();
+	rc = CONNECT_EAGAIN;
+	for (int i = 0; i < 100 && rc == CONNECT_EAGAIN; i++) {
+		if (!raw_send_all(fd, "x", 1))
+			break;
+		sleep_ms(20);
+		rc = connect_recv(s, &dg);
+	}
+	if (rc == CONNECT_EAGAIN)
+		rc = connect_recv_wait(s, &dg, scaled_ms(5000));
+	ck_assert_msg(rc == CONNECT_ETIMEDOUT, "recv: %s",
+		      connect_err_name(rc));
+	ck_assert_int_le(now_ms() - t0, scaled_ms(1800));
+	connect_conn_error(s, why, sizeof(why));
+	ck_assert_msg(strstr(why, "frame") != NULL, "reason: %s", why);
+	close(fd);
+	connect_close(s, 0, NULL);
+	connect_listener_close(l);
+	connect_opts_free(o);
+}
+END_TEST
+
 static void add_tests(TCase *tc, int t)
 {
 #define ADD(fn) tcase_add_loop_test(tc, fn, t, t + 1)
@@ -1334,8 +1441,10 @@ static void add_tests(TCase *tc, int t)
 	ADD(addresses);
 	ADD(threads_joined);
 	ADD(close_both_at_once);
+	ADD(recv_idle_timeout);
 	if (t_is_raw(t)) {
 		ADD(close_after_peer_gone);
+		ADD(frame_timeout_dribble);
 		ADD(close_after_peer_reset_loses);
 		ADD(peer_vanishes_mid_frame);
 		ADD(oversized_frame);
