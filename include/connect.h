@@ -559,6 +559,25 @@ enum connect_peer_info {
 CONNECT_API int connect_conn_peer_identity(connect_conn *conn, int what,
 					   char *buf, size_t len);
 
+/*
+ * A process-wide bound on the payload bytes of received datagrams that wait
+ * for the application, over all connections (0, the default: none).  At
+ * the bound every connection's reader stops reading, and the peers are
+ * slowed by TCP flow control, until the application has taken enough for
+ * the total to fall to half the bound.  It adds to the per-connection
+ * CONNECT_OPT_RECV_QUEUE_* limits; frames being received are not counted.
+ * A connection whose own queue is empty may always read once more, so an
+ * application that waits on one connection at a time never deadlocks;
+ * the bound may so be passed by one read (64 KiB and the frame under way)
+ * per connection.
+ * Set it before making connections: those made while no bound was ever
+ * set are not counted (so that without one nothing is counted at all).
+ * Safe from any thread at any time.  Returns CONNECT_OK.
+ */
+CONNECT_API int connect_set_recv_memory_limit(uint64_t bytes);
+/* The payload bytes counted against that bound now. */
+CONNECT_API uint64_t connect_recv_memory_used(void);
+
 /* ------------------------------------------------------------------------ */
 /* Listeners                                                                 */
 /* ------------------------------------------------------------------------ */

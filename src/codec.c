@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "codec.h"
+#include "alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ void cn_decoder_init(struct cn_decoder *d, uint32_t max_payload)
 
 void cn_decoder_fini(struct cn_decoder *d)
 {
-	free(d->dg);
+	cn_datagram_free(d->dg);
 	d->dg = NULL;
 }
 
@@ -53,7 +54,7 @@ static int grow(struct cn_decoder *d, uint32_t need)
 	cap = need + step;
 	if (cap > d->dg->len || cap < need)
 		cap = d->dg->len;
-	dg = realloc(d->dg, sizeof(*dg) + cap);
+	dg = cn_datagram_grow(d->dg, d->cap, cap);
 	if (!dg)
 		return CONNECT_ENOMEM;
 	d->dg = dg;
@@ -69,10 +70,9 @@ static int start_frame(struct cn_decoder *d)
 	uint32_t cap = len < CN_DECODER_STEP_MIN ? len : CN_DECODER_STEP_MIN;
 	struct connect_datagram *dg;
 
-	dg = malloc(sizeof(*dg) + cap);
+	dg = cn_datagram_reserve(cap);
 	if (!dg)
 		return CONNECT_ENOMEM;
-	cds_wfcq_node_init(&dg->node);
 	dg->len = len;
 	memcpy(dg->hdr, d->hdr, CN_HDR_LEN);
 	d->dg = dg;

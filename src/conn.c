@@ -45,6 +45,7 @@
 #include "queue.h"
 #include "sink.h"
 #include "transport.h"
+#include "alloc.h"
 
 /* Bytes asked of the transport per read. */
 #define CN_READ_CHUNK (64u * 1024u)
@@ -74,6 +75,8 @@ struct connect_conn {
 
 	_Atomic int users;   /* API calls in progress */
 	_Atomic int refs;    /* holders of the memory */
+	bool rxmem;          /* counted against the process-wide bound */
+	_Atomic int rx_parked; /* the reader waits for the bound */
 	_Atomic int closing; /* connect_close() began: refuse new work */
 	_Atomic int flush;   /* writer: write what is queued, then end */
 	_Atomic int stop;    /* writer: stop now (the stream is cut) */
@@ -275,7 +278,7 @@ static int write_batch(struct connect_conn *c, struct connect_datagram **dg,
 		bytes += dg[i]->len;
 		if (i < done)
 			wbytes += dg[i]->len;
-		free(dg[i]);
+		cn_datagram_free(dg[i]);
 	}
 	atomic_fetch_add(&c->msgs_sent, (uint64_t)done);
 	atomic_fetch_add(&c->bytes_sent, wbytes);
@@ -307,7 +310,7 @@ static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
 			/* The stream failed: the rest is dropped. */
 			cn_queue_release(&c->out, 1, d->len);
 			atomic_fetch_add(&c->dropped, 1);
-			free(d);
+			cn_datagram_free(d);
 			continue;
 		}
 		dg[cnt] = d;
@@ -389,19 +392,39 @@ static struct connect_conn *conn_of_sink(struct cn_sink *s)
 	return caa_container_of(s, struct connect_conn, sink);
 }
 
+static bool queue_is_empty(void *arg)
+{
+	struct connect_conn *c = arg;
+
+	return cn_queue_empty(&c->in);
+}
+
 /* Sleep while the inbound queue is full.  False when closing. */
 static bool queue_wait_room(struct cn_sink *s)
 {
 	struct connect_conn *c = conn_of_sink(s);
 
-	if (!cn_queue_full(&c->in))
+	if (!cn_queue_full(&c->in) && !(c->rxmem && cn_rxmem_over()))
 		return true;
-	pthread_mutex_lock(&c->lock);
-	atomic_store(&c->reader_sleeping, 1);
-	while (!cn_queue_low(&c->in) && !atomic_load(&c->closing))
-		pthread_cond_wait(&c->reader_cv, &c->lock);
-	atomic_store(&c->reader_sleeping, 0);
-	pthread_mutex_unlock(&c->lock);
+	if (cn_queue_full(&c->in)) {
+		pthread_mutex_lock(&c->lock);
+		atomic_store(&c->reader_sleeping, 1);
+		while (!cn_queue_low(&c->in) && !atomic_load(&c->closing))
+			pthread_cond_wait(&c->reader_cv, &c->lock);
+		atomic_store(&c->reader_sleeping, 0);
+		pthread_mutex_unlock(&c->lock);
+	}
+	/*
+	 * The process-wide bound: wait for the consumers, but never while
+	 * our own queue is empty, so that an application waiting on this
+	 * connection alone always gets what arrives (the bound is exceeded
+	 * by at most one read per connection; no consumer order deadlocks).
+	 */
+	if (c->rxmem && cn_rxmem_over() && !cn_queue_empty(&c->in)) {
+		atomic_store(&c->rx_parked, 1);
+		cn_rxmem_wait(&c->closing, queue_is_empty, c);
+		atomic_store(&c->rx_parked, 0);
+	}
 	return !atomic_load(&c->closing);
 }
 
@@ -412,6 +435,8 @@ static bool queue_push(struct cn_sink *s, struct connect_datagram *dg)
 	/* Count before the push, so a consumer that pops it at once never
 	 * counts below 0. */
 	cn_queue_account(&c->in, 1, dg->len);
+	if (c->rxmem)
+		cn_rxmem_add(dg->len);
 	return cn_queue_push(&c->in, dg);
 }
 
@@ -503,7 +528,7 @@ static void *reader_main(void *arg)
 
 	cn_decoder_init(&dec,
 			(uint32_t)c->opts.v[CONNECT_OPT_RECV_MAX_PAYLOAD]);
-	buf = malloc(CN_READ_CHUNK);
+	buf = cn_malloc(CN_READ_CHUNK);
 	if (!buf)
 		final = CONNECT_ENOMEM;
 	while (!final) {
@@ -562,7 +587,7 @@ static void *reader_main(void *arg)
 			c->sink.ops->wake(&c->sink);
 	}
 	cn_decoder_fini(&dec);
-	free(buf);
+	cn_free(buf);
 	if (final != CONNECT_EEOF && final != CONNECT_ECLOSED)
 		set_error(c, final, reason);
 	if (final == CONNECT_EPROTO || final == CONNECT_ETIMEDOUT) {
@@ -598,7 +623,7 @@ static void conn_free(struct connect_conn *c)
 	pthread_cond_destroy(&c->recv_cv);
 	pthread_cond_destroy(&c->send_cv);
 	pthread_cond_destroy(&c->close_cv);
-	free(c);
+	cn_free_aligned(c);
 }
 
 int cn_conn_start(connect_conn **connp, struct cn_transport *t,
@@ -608,7 +633,8 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	size_t stack;
 	int rc;
 
-	if (posix_memalign((void **)&c, CN_CACHELINE, sizeof(*c)) != 0) {
+	c = cn_malloc_aligned(sizeof(*c));
+	if (!c) {
 		t->ops->destroy(t);
 		return CONNECT_ENOMEM;
 	}
@@ -616,6 +642,7 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	cn_opts_copy(&c->opts, opts);
 	c->t = t;
 	c->sink.ops = &queue_sink_ops;
+	c->rxmem = cn_rxmem_enabled();
 	atomic_init(&c->refs, 1);
 	memcpy(c->local, t->local, sizeof(c->local));
 	memcpy(c->peer, t->peer, sizeof(c->peer));
@@ -674,6 +701,7 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	atomic_store(&c->closing, 1);
 	wake_all(c);
 	send_fd_wake(c);
+	cn_rxmem_wake_all();
 	pthread_mutex_lock(&c->lock);
 	while (atomic_load(&c->users) > 0)
 		pthread_cond_wait(&c->close_cv, &c->lock);
@@ -703,6 +731,8 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 
 	/* 4. Free. */
 	left = cn_queue_fini(&c->out) + (size_t)atomic_load(&c->dropped);
+	if (c->rxmem)
+		cn_rxmem_sub(cn_queue_bytes(&c->in));
 	cn_queue_fini(&c->in);
 	tx = atomic_load(&c->tx_err);
 	rc = c->shutdown_rc;
@@ -825,6 +855,14 @@ static int recv_try(struct connect_conn *c, struct connect_datagram **dgp)
 	}
 	pthread_mutex_unlock(&c->recv_lock);
 	if (dg) {
+		if (c->rxmem) {
+			cn_rxmem_sub(dg->len);
+			/* Seq-cst after the pop: either the parked reader
+			 * sees the queue empty, or we see it parked. */
+			if (atomic_load(&c->rx_parked) &&
+			    cn_queue_empty(&c->in))
+				cn_rxmem_wake_all();
+		}
 		if (atomic_load(&c->reader_sleeping) && cn_queue_low(&c->in))
 			wake_if(c, &c->reader_sleeping, &c->reader_cv);
 		*dgp = dg;

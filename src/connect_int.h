@@ -68,19 +68,32 @@ static inline uint32_t cn_get32(const uint8_t *p)
 /*
  * A datagram: one allocation holding the queue node, the wire header and
  * the payload, so header and payload go out as one contiguous run of
- * 8 + len bytes starting at hdr.
+ * 8 + len bytes starting at hdr.  Large ones (CN_DATAGRAM_MAP_MIN bytes
+ * of room and more) are mapped pages of their own, so that freeing them
+ * gives the memory back to the system at once.
  */
 struct connect_datagram {
 	struct cds_wfcq_node node;
+	uint32_t map_pages;       /* pages mapped, or 0: from the allocator */
 	uint32_t len;             /* payload length */
 	uint8_t hdr[CN_HDR_LEN];  /* size, version, tag: the wire bytes */
-	uint8_t payload[];
+	uint8_t payload[];        /* 8-byte aligned */
 };
+
+#define CN_DATAGRAM_MAP_MIN (1u << 20)
 
 /* Allocate a datagram for `len` payload bytes with the given header fields;
  * no range checks.  NULL when out of memory. */
 struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
 					   uint16_t tag);
+/* Room for `cap` payload bytes; len and header are the caller's to set. */
+struct connect_datagram *cn_datagram_reserve(uint32_t cap);
+/* Move to room for `cap` bytes (> old_cap); the first old_cap payload bytes
+ * and the header are kept.  NULL when out of memory (dg is then intact). */
+struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
+					  uint32_t old_cap, uint32_t cap);
+/* Free a datagram however it was allocated.  NULL is ignored. */
+void cn_datagram_free(struct connect_datagram *dg);
 
 /* Options: a table indexed by enum connect_opt, and what dial and listen
  * take by reference (the user's object owns them). */
@@ -150,6 +163,18 @@ void cn_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 #define CN_TSAN_RELEASE(p) ((void)(p))
 #define CN_TSAN_ACQUIRE(p) ((void)(p))
 #endif
+
+/* The process-wide receive memory bound (rxmem.c).  Connections made
+ * while no limit was ever set do not count (no cost on their path). */
+bool cn_rxmem_enabled(void);
+void cn_rxmem_add(uint64_t bytes);
+void cn_rxmem_sub(uint64_t bytes);
+/* At or over the limit: readers must stop. */
+bool cn_rxmem_over(void);
+/* Wait until under half the limit, *stop, or go(arg). */
+void cn_rxmem_wait(_Atomic int *stop, bool (*go)(void *arg), void *arg);
+/* Wake every waiting reader (one of them is closing, or the limit rose). */
+void cn_rxmem_wake_all(void);
 
 /* Connections and listeners (conn.c, listener.c). */
 struct cn_transport;

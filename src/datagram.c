@@ -7,16 +7,104 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+static size_t page_size(void)
+{
+	static size_t ps;
+
+	if (!ps)
+		ps = (size_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}
+
+/* Mapped only with the library's own allocator: a test's hook sees every
+ * allocation. */
+static bool map_it(uint32_t cap)
+{
+	return cap >= CN_DATAGRAM_MAP_MIN && cn_allocator.malloc == malloc;
+}
+
+static size_t map_bytes(uint32_t cap)
+{
+	size_t ps = page_size();
+
+	return (sizeof(struct connect_datagram) + cap + ps - 1) / ps * ps;
+}
+
+struct connect_datagram *cn_datagram_reserve(uint32_t cap)
+{
+	struct connect_datagram *dg;
+
+	if (map_it(cap)) {
+		size_t n = map_bytes(cap);
+
+		dg = mmap(NULL, n, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (dg == MAP_FAILED)
+			return NULL;
+		dg->map_pages = (uint32_t)(n / page_size());
+	} else {
+		dg = cn_malloc(sizeof(*dg) + cap);
+		if (!dg)
+			return NULL;
+		dg->map_pages = 0;
+	}
+	cds_wfcq_node_init(&dg->node);
+	return dg;
+}
+
+struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
+					  uint32_t old_cap, uint32_t cap)
+{
+	struct connect_datagram *n;
+
+	if (dg->map_pages) {
+		size_t old = (size_t)dg->map_pages * page_size();
+		size_t want = map_bytes(cap);
+
+		if (want <= old)
+			return dg;
+		n = mremap(dg, old, want, MREMAP_MAYMOVE);
+		if (n == MAP_FAILED)
+			return NULL;
+		n->map_pages = (uint32_t)(want / page_size());
+		return n;
+	}
+	if (!map_it(cap)) {
+		n = cn_realloc(dg, sizeof(*dg) + cap);
+		return n;
+	}
+	n = cn_datagram_reserve(cap);
+	if (!n)
+		return NULL;
+	n->len = dg->len;
+	memcpy(n->hdr, dg->hdr, CN_HDR_LEN);
+	memcpy(n->payload, dg->payload, old_cap);
+	cn_free(dg);
+	return n;
+}
+
+void cn_datagram_free(struct connect_datagram *dg)
+{
+	if (!dg)
+		return;
+	if (dg->map_pages)
+		munmap(dg, (size_t)dg->map_pages * page_size());
+	else
+		cn_free(dg);
+}
 
 struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
 					   uint16_t tag)
 {
-	struct connect_datagram *dg;
+	struct connect_datagram *dg = cn_datagram_reserve(len);
 
-	dg = malloc(sizeof(*dg) + len);
 	if (!dg)
 		return NULL;
-	cds_wfcq_node_init(&dg->node);
 	dg->len = len;
 	cn_put32(dg->hdr, len + 4);
 	cn_put16(dg->hdr + 4, version);
@@ -68,7 +156,7 @@ int connect_datagram_new(connect_datagram **dgp, uint16_t tag,
 
 void connect_datagram_free(connect_datagram *dg)
 {
-	free(dg);
+	cn_datagram_free(dg);
 }
 
 uint16_t connect_datagram_tag(const connect_datagram *dg)

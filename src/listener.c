@@ -29,6 +29,7 @@
 
 #include "tls.h"
 #include "transport.h"
+#include "alloc.h"
 
 struct ready {
 	connect_conn *conn;
@@ -121,7 +122,7 @@ static bool ready_push(struct connect_listener *l, connect_conn *c)
 
 	if (atomic_load(&l->closing))
 		return false;
-	r = malloc(sizeof(*r));
+	r = cn_malloc(sizeof(*r));
 	if (!r)
 		return false;
 	r->conn = c;
@@ -217,7 +218,7 @@ static void reap_handshakes(struct connect_listener *l, bool all)
 	while ((h = done) != NULL) {
 		done = h->next;
 		pthread_join(h->thread, NULL);
-		free(h);
+		cn_free(h);
 	}
 }
 
@@ -259,7 +260,7 @@ static void start_handshake(struct connect_listener *l, struct cn_transport *t)
 
 	reap_handshakes(l, false);
 	hs_make_room(l);
-	h = calloc(1, sizeof(*h));
+	h = cn_calloc(1, sizeof(*h));
 	if (!h) {
 		t->ops->destroy(t);
 		return;
@@ -289,7 +290,7 @@ static void start_handshake(struct connect_listener *l, struct cn_transport *t)
 		cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT",
 		       "%s: no thread for a handshake", l->tl->addr);
 		t->ops->destroy(t);
-		free(h);
+		cn_free(h);
 	}
 }
 
@@ -366,7 +367,7 @@ static void listener_free(struct connect_listener *l)
 		cn_tls_config_unref(l->tls);
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->cv);
-	free(l);
+	cn_free(l);
 }
 
 static int listen_stack(connect_listener **lp, const struct cn_stack *st,
@@ -376,7 +377,7 @@ static int listen_stack(connect_listener **lp, const struct cn_stack *st,
 	char reason[CN_REASON_LEN] = "";
 	int rc;
 
-	l = calloc(1, sizeof(*l));
+	l = cn_calloc(1, sizeof(*l));
 	if (!l)
 		return CONNECT_ENOMEM;
 	l->ready_fd = -1;
@@ -481,7 +482,7 @@ static int accept_try(struct connect_listener *l, connect_conn **connp)
 		/* Room for the accepting thread again. */
 		pthread_cond_broadcast(&l->cv);
 		*connp = r->conn;
-		free(r);
+		cn_free(r);
 		rc = CONNECT_OK;
 	}
 	pthread_mutex_unlock(&l->lock);
@@ -619,7 +620,7 @@ void connect_listener_close(connect_listener *l)
 	while ((r = l->head) != NULL) {
 		l->head = r->next;
 		connect_close(r->conn, 0, NULL);
-		free(r);
+		cn_free(r);
 	}
 	listener_free(l);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tls.h"
+#include "alloc.h"
 
 struct opt_range {
 	int64_t def, min, max;
@@ -64,7 +65,7 @@ int connect_opts_new(connect_opts **optsp)
 
 	if (!optsp)
 		return CONNECT_EINVAL;
-	o = malloc(sizeof(*o));
+	o = cn_malloc(sizeof(*o));
 	if (!o)
 		return CONNECT_ENOMEM;
 	cn_opts_defaults(o);
@@ -76,7 +77,7 @@ void connect_opts_free(connect_opts *opts)
 {
 	if (opts && opts->tls)
 		cn_tls_config_unref(opts->tls);
-	free(opts);
+	cn_free(opts);
 }
 
 int connect_opts_set_tls(connect_opts *opts, connect_tls_config *cfg)

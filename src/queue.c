@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "queue.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 
@@ -25,7 +26,7 @@ size_t cn_queue_fini(struct cn_queue *q)
 	/* Called once no thread enqueues any more. */
 	while ((dg = cn_queue_pop(q, &busy)) != NULL || busy) {
 		if (dg) {
-			free(dg);
+			cn_datagram_free(dg);
 			n++;
 		}
 	}

@@ -21,6 +21,7 @@
 #include <gnutls/x509.h>
 
 #include "tls.h"
+#include "alloc.h"
 
 #define TLS_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define TLS_DEFAULT_TIMEOUT_MS 10000
@@ -109,7 +110,7 @@ int connect_tls_config_new(connect_tls_config **cfgp, int role)
 		return CONNECT_ETLS;
 	tls_log_setup();
 
-	cfg = calloc(1, sizeof(*cfg));
+	cfg = cn_calloc(1, sizeof(*cfg));
 	if (cfg == NULL)
 		return CONNECT_ENOMEM;
 	cfg->role = role;
@@ -119,14 +120,14 @@ int connect_tls_config_new(connect_tls_config **cfgp, int role)
 
 	ret = gnutls_certificate_allocate_credentials(&cfg->cred);
 	if (ret < 0) {
-		free(cfg);
+		cn_free(cfg);
 		return ret == GNUTLS_E_MEMORY_ERROR ? CONNECT_ENOMEM :
 						      CONNECT_ETLS;
 	}
 	ret = gnutls_priority_init(&cfg->prio, TLS_DEFAULT_PRIORITY, NULL);
 	if (ret < 0) {
 		gnutls_certificate_free_credentials(cfg->cred);
-		free(cfg);
+		cn_free(cfg);
 		return ret == GNUTLS_E_MEMORY_ERROR ? CONNECT_ENOMEM :
 						      CONNECT_ETLS;
 	}
@@ -147,7 +148,7 @@ void cn_tls_config_unref(connect_tls_config *cfg)
 		return;
 	gnutls_priority_deinit(cfg->prio);
 	gnutls_certificate_free_credentials(cfg->cred);
-	free(cfg);
+	cn_free(cfg);
 }
 
 void connect_tls_config_free(connect_tls_config *cfg)

@@ -13,6 +13,7 @@
 
 #include "sock.h"
 #include "transport.h"
+#include "alloc.h"
 
 static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cn_fault_plan plan = { .fail_send_at = -1,
@@ -222,7 +223,7 @@ static void fault_destroy(struct cn_transport *t)
 	struct fault_transport *f = fault_of(t);
 
 	f->lower->ops->destroy(f->lower);
-	free(f);
+	cn_free(f);
 }
 
 static int fault_peer_identity(struct cn_transport *t, int what, char *buf,
@@ -249,7 +250,7 @@ static const struct cn_transport_ops fault_ops = {
 static int fault_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
 		      struct cn_transport **tp, char *reason, size_t len)
 {
-	struct fault_transport *f = calloc(1, sizeof(*f));
+	struct fault_transport *f = cn_calloc(1, sizeof(*f));
 	bool on;
 
 	(void)reason;

@@ -5,6 +5,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "sock.h"
+#include "alloc.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -120,7 +121,7 @@ static void tcp_destroy(struct cn_transport *t)
 	struct tcp_transport *tt = tcp_of(t);
 
 	close(tt->fd);
-	free(tt);
+	cn_free(tt);
 }
 
 static const struct cn_transport_ops tcp_ops = {
@@ -136,7 +137,7 @@ static const struct cn_transport_ops tcp_ops = {
 static int tcp_new(int fd, const struct connect_opts *opts,
 		   struct cn_transport **tp)
 {
-	struct tcp_transport *tt = calloc(1, sizeof(*tt));
+	struct tcp_transport *tt = cn_calloc(1, sizeof(*tt));
 
 	if (!tt) {
 		close(fd);
@@ -238,7 +239,7 @@ static void tcp_listener_destroy(struct cn_tlistener *base)
 		close(l->fd);
 	if (l->wake_fd >= 0)
 		close(l->wake_fd);
-	free(l);
+	cn_free(l);
 }
 
 static const struct cn_tlistener_ops tcp_listener_ops = {
@@ -250,7 +251,7 @@ static const struct cn_tlistener_ops tcp_listener_ops = {
 static int tcp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 		      char *reason, size_t len)
 {
-	struct tcp_listener *l = calloc(1, sizeof(*l));
+	struct tcp_listener *l = cn_calloc(1, sizeof(*l));
 	int rc;
 
 	if (!l)

@@ -56,6 +56,7 @@
 
 #include "tls.h"
 #include "transport.h"
+#include "alloc.h"
 
 /* Largest TLS plaintext record. */
 #define TLS_RECORD 16384u
@@ -133,7 +134,7 @@ static int tls_buf_reserve(struct tls_buf *b, size_t need)
 
 		while (cap < need)
 			cap *= 2;
-		p = realloc(b->p, cap);
+		p = cn_realloc(b->p, cap);
 		if (p == NULL)
 			return -1;
 		b->p = p;
@@ -147,7 +148,7 @@ static int tls_buf_reserve_end(struct tls_buf *b)
 {
 	if (b->nends == b->capends) {
 		size_t cap = b->capends ? 2 * b->capends : 16;
-		size_t *e = realloc(b->ends, cap * sizeof(*e));
+		size_t *e = cn_realloc(b->ends, cap * sizeof(*e));
 
 		if (e == NULL)
 			return -1;
@@ -744,8 +745,8 @@ static void tls_abort(struct cn_transport *base)
 
 static void tls_buf_free(struct tls_buf *b)
 {
-	free(b->p);
-	free(b->ends);
+	cn_free(b->p);
+	cn_free(b->ends);
 }
 
 static void tls_free(struct tls_transport *t)
@@ -759,8 +760,8 @@ static void tls_free(struct tls_transport *t)
 	tls_buf_free(&t->wbuf);
 	tls_buf_free(&t->wout);
 	cn_tls_config_unref(t->cfg);
-	free(t->server_name);
-	free(t);
+	cn_free(t->server_name);
+	cn_free(t);
 }
 
 static void tls_destroy(struct cn_transport *base)
@@ -869,9 +870,9 @@ static int tls_session_setup(struct tls_transport *t, const char *server_name)
 	/* "[::1]" names the address ::1. */
 	n = strlen(server_name);
 	if (n >= 2 && server_name[0] == '[' && server_name[n - 1] == ']')
-		t->server_name = strndup(server_name + 1, n - 2);
+		t->server_name = cn_strndup(server_name + 1, n - 2);
 	else
-		t->server_name = strdup(server_name);
+		t->server_name = cn_strdup(server_name);
 	if (t->server_name == NULL)
 		return GNUTLS_E_MEMORY_ERROR;
 	/* SNI carries DNS names only (RFC 6066), never address literals. */
@@ -999,7 +1000,7 @@ static int tls_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
 		}
 		name = host;
 	}
-	t = calloc(1, sizeof(*t));
+	t = cn_calloc(1, sizeof(*t));
 	if (t == NULL) {
 		lower->ops->destroy(lower);
 		snprintf(reason, len, "out of memory");
