@@ -123,7 +123,10 @@ extern "C" {
 	XX(ETLSALERT, -29, "TLS: fatal alert received from the peer")          \
 	XX(ETLSHANDSHAKETIMEOUT, -30, "TLS: handshake timed out")              \
 	XX(EADDRNOTAVAIL, -31,                                                 \
-	   "address not available: not an address of this host")
+	   "address not available: not an address of this host")              \
+	XX(EDEADPEER, -32,                                                     \
+	   "the peer stopped responding (keepalive, user timeout, receive "   \
+	   "idle or frame timeout)")
 
 enum connect_err {
 #define CONNECT_ERR_ENUM_(name, val, text) CONNECT_##name = (val),
@@ -265,22 +268,22 @@ enum connect_opt {
 	CONNECT_OPT_HANDSHAKE_MAX = 12,
 	/* TCP keepalive timing (with CONNECT_OPT_TCP_KEEPALIVE on): seconds
 	 * of silence before the first probe, seconds between probes, probes
-	 * unanswered before the connection fails (CONNECT_ETIMEDOUT).  0: the
+	 * unanswered before the connection fails (CONNECT_EDEADPEER).  0: the
 	 * system's setting (Linux: 7200 s, 75 s, 9).  Ranges 0 .. 32767,
 	 * 0 .. 32767, 0 .. 127. */
 	CONNECT_OPT_TCP_KEEPALIVE_IDLE = 13,
 	CONNECT_OPT_TCP_KEEPALIVE_INTERVAL = 14,
 	CONNECT_OPT_TCP_KEEPALIVE_COUNT = 15,
 	/* TCP_USER_TIMEOUT in ms: data we sent that stays unacknowledged this
-	 * long fails the connection (CONNECT_ETIMEDOUT).  0: the system's
+	 * long fails the connection (CONNECT_EDEADPEER).  0: the system's
 	 * (many minutes of retransmission).  0 .. 2^31-1. */
 	CONNECT_OPT_TCP_USER_TIMEOUT_MS = 16,
-	/* Fail the connection (CONNECT_ETIMEDOUT) when nothing at all arrives
+	/* Fail the connection (CONNECT_EDEADPEER) when nothing at all arrives
 	 * from the peer for this many ms.  0 (default): never.  Only for
 	 * peers that send regularly (heartbeats of the application's). */
 	CONNECT_OPT_RECV_IDLE_TIMEOUT_MS = 17,
 	/* A frame that has begun must be complete within this many ms, or
-	 * the connection fails (CONNECT_ETIMEDOUT): a peer dribbling bytes
+	 * the connection fails (CONNECT_EDEADPEER): a peer dribbling bytes
 	 * cannot hold the reader forever.  0: never.  Default 0; set it above
 	 * the time the largest expected message takes to arrive. */
 	CONNECT_OPT_FRAME_TIMEOUT_MS = 18,
@@ -403,7 +406,8 @@ CONNECT_API int connect_send_wait(connect_conn *conn, connect_datagram *dg,
  *   CONNECT_EAGAIN      nothing waiting yet;
  *   CONNECT_EEOF        the peer closed cleanly and every datagram that
  *                       arrived has been returned;
- *   CONNECT_EPROTO, CONNECT_ETRUNCATED, CONNECT_ECONNRESET, CONNECT_EIO, a
+ *   CONNECT_EPROTO, CONNECT_ETRUNCATED, CONNECT_ECONNRESET, CONNECT_EIO,
+ *   CONNECT_EDEADPEER, a
  *   TLS code...         the stream failed; every complete datagram before
  *                       the failure has been returned.  connect_conn_error()
  *                       gives the details;
@@ -420,7 +424,9 @@ CONNECT_API int connect_recv(connect_conn *conn, connect_datagram **dgp);
 
 /*
  * As connect_recv(), waiting up to `timeout_ms` (< 0: no limit) for a
- * datagram or the end of the stream.  CONNECT_ETIMEDOUT when none came.
+ * datagram or the end of the stream.  CONNECT_ETIMEDOUT when none came:
+ * only the wait ended, the connection is fine (a connection that failed
+ * because its peer stopped responding says CONNECT_EDEADPEER).
  */
 CONNECT_API int connect_recv_wait(connect_conn *conn, connect_datagram **dgp,
 				  int timeout_ms);

@@ -34,7 +34,6 @@
 #include "connect_int.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,7 +470,7 @@ static const struct cn_sink_ops queue_sink_ops = {
 /*
  * With a receive-idle or frame timeout, wait for bytes before reading, so
  * that a silent or dribbling peer is noticed: CONNECT_OK when there is
- * something to read, CONNECT_ETIMEDOUT (reason written) when a limit
+ * something to read, CONNECT_EDEADPEER (reason written) when a limit
  * passed, or the transport's code.  *frame_start: when the frame under
  * way began (0: none).
  */
@@ -501,6 +500,7 @@ static int reader_wait_data(struct connect_conn *c,
 	}
 	rc = c->t->ops->wait(c->t, CN_WAIT_READ, deadline);
 	if (rc == CONNECT_ETIMEDOUT) {
+		rc = CONNECT_EDEADPEER;
 		if (by_frame)
 			snprintf(reason, len,
 				 "frame timeout: a frame begun %lld ms ago is "
@@ -590,7 +590,7 @@ static void *reader_main(void *arg)
 	cn_free(buf);
 	if (final != CONNECT_EEOF && final != CONNECT_ECLOSED)
 		set_error(c, final, reason);
-	if (final == CONNECT_EPROTO || final == CONNECT_ETIMEDOUT) {
+	if (final == CONNECT_EPROTO || final == CONNECT_EDEADPEER) {
 		/* Past a malformed frame the stream cannot be resynchronized
 		 * and the peer is broken; a peer past our timeouts is dead or
 		 * hostile: cut the connection now (the peer learns at once,
@@ -794,33 +794,37 @@ int connect_send(connect_conn *c, connect_datagram *dg)
 	return rc;
 }
 
+struct send_args {
+	struct connect_conn *c;
+	connect_datagram *dg;
+};
+
+static int send_wait_try(void *arg)
+{
+	struct send_args *a = arg;
+
+	return send_try(a->c, a->dg);
+}
+
+static bool send_wait_ready(void *arg)
+{
+	struct send_args *a = arg;
+
+	return send_room(a->c, a->dg->len) || atomic_load(&a->c->closing) ||
+	       atomic_load(&a->c->tx_err);
+}
+
 int connect_send_wait(connect_conn *c, connect_datagram *dg, int timeout_ms)
 {
-	int64_t deadline = cn_deadline(timeout_ms);
+	struct send_args a = { c, dg };
+	struct cn_waiter w = { send_wait_try, send_wait_ready,
+			       &c->send_waiters, &c->lock, &c->send_cv, &a };
 	int rc;
 
 	if (!c || !dg)
 		return CONNECT_EINVAL;
 	enter(c);
-	while ((rc = send_try(c, dg)) == CONNECT_EAGAIN) {
-		bool timed_out = false;
-
-		pthread_mutex_lock(&c->lock);
-		atomic_fetch_add(&c->send_waiters, 1);
-		atomic_thread_fence(memory_order_seq_cst);
-		while (!send_room(c, dg->len) && !atomic_load(&c->closing) &&
-		       !atomic_load(&c->tx_err) && !timed_out)
-			timed_out = !cn_cond_wait_until(&c->send_cv, &c->lock,
-							deadline);
-		atomic_fetch_sub(&c->send_waiters, 1);
-		pthread_mutex_unlock(&c->lock);
-		if (timed_out) {
-			rc = send_try(c, dg);
-			if (rc == CONNECT_EAGAIN)
-				rc = CONNECT_ETIMEDOUT;
-			break;
-		}
-	}
+	rc = cn_wait(&w, timeout_ms);
 	leave(c);
 	return rc;
 }
@@ -885,96 +889,95 @@ int connect_recv(connect_conn *c, connect_datagram **dgp)
 	return rc;
 }
 
+struct recv_args {
+	struct connect_conn *c;
+	connect_datagram **dgp;
+};
+
+static int recv_wait_try(void *arg)
+{
+	struct recv_args *a = arg;
+
+	return recv_try(a->c, a->dgp);
+}
+
+static bool recv_wait_ready(void *arg)
+{
+	struct connect_conn *c = ((struct recv_args *)arg)->c;
+
+	return !cn_queue_empty(&c->in) || atomic_load(&c->rx_done) ||
+	       atomic_load(&c->closing);
+}
+
 int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
 {
-	int64_t deadline = cn_deadline(timeout_ms);
+	struct recv_args a = { c, dgp };
+	struct cn_waiter w = { recv_wait_try, recv_wait_ready,
+			       &c->recv_waiters, &c->lock, &c->recv_cv, &a };
 	int rc;
 
 	if (!c || !dgp)
 		return CONNECT_EINVAL;
 	enter(c);
-	while ((rc = recv_try(c, dgp)) == CONNECT_EAGAIN) {
-		bool timed_out = false;
-
-		if (!cn_queue_empty(&c->in)) {
-			/* An enqueue is half done: it completes in a few
-			 * instructions of the reader. */
-			sched_yield();
-			continue;
-		}
-		pthread_mutex_lock(&c->lock);
-		atomic_fetch_add(&c->recv_waiters, 1);
-		atomic_thread_fence(memory_order_seq_cst);
-		while (cn_queue_empty(&c->in) && !atomic_load(&c->rx_done) &&
-		       !atomic_load(&c->closing) && !timed_out)
-			timed_out = !cn_cond_wait_until(&c->recv_cv, &c->lock,
-							deadline);
-		atomic_fetch_sub(&c->recv_waiters, 1);
-		pthread_mutex_unlock(&c->lock);
-		if (timed_out) {
-			rc = recv_try(c, dgp);
-			if (rc == CONNECT_EAGAIN)
-				rc = CONNECT_ETIMEDOUT;
-			break;
-		}
-	}
+	rc = cn_wait(&w, timeout_ms);
 	leave(c);
 	return rc;
 }
 
-int connect_conn_fd(connect_conn *c)
+/*
+ * The descriptor in *slot, made on first use under m; arm() then makes it
+ * readable if its condition holds already (after the descriptor is
+ * published, so that either arm sees the condition or the thread that
+ * makes it true sees the descriptor).
+ */
+static int lazy_fd(struct connect_conn *c, _Atomic int *slot,
+		   pthread_mutex_t *m, void (*arm)(struct connect_conn *c))
 {
 	int fd;
 
 	if (!c)
 		return CONNECT_EINVAL;
 	enter(c);
-	pthread_mutex_lock(&c->recv_lock);
-	fd = atomic_load(&c->efd);
+	pthread_mutex_lock(m);
+	fd = atomic_load(slot);
 	if (fd < 0) {
 		fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (fd < 0) {
 			fd = CONNECT_ESYSTEM;
 		} else {
-			atomic_store(&c->efd, fd);
-			atomic_thread_fence(memory_order_seq_cst);
-			/* Published before this look at the queue, so either
-			 * we see the reader's datagram or it sees the fd. */
-			if (!cn_queue_empty(&c->in) ||
-			    atomic_load(&c->rx_done))
-				efd_signal(c);
+			atomic_store(slot, fd);
+			arm(c);
 		}
 	}
-	pthread_mutex_unlock(&c->recv_lock);
+	pthread_mutex_unlock(m);
 	leave(c);
 	return fd;
 }
 
+static void recv_fd_arm(struct connect_conn *c)
+{
+	if (!cn_queue_empty(&c->in) || atomic_load(&c->rx_done))
+		efd_signal(c);
+}
+
+/* Readable from the start while there is room; else the writer signals
+ * when it makes some. */
+static void send_fd_arm(struct connect_conn *c)
+{
+	atomic_store(&c->send_blocked, 1);
+	if (send_fd_ready(c))
+		send_fd_wake(c);
+}
+
+/* Under recv_lock: recv_try clears the descriptor under it. */
+int connect_conn_fd(connect_conn *c)
+{
+	return lazy_fd(c, &c->efd, &c->recv_lock, recv_fd_arm);
+}
+
 int connect_conn_send_fd(connect_conn *c)
 {
-	int fd;
-
-	if (!c)
-		return CONNECT_EINVAL;
-	enter(c);
-	pthread_mutex_lock(&c->lock);
-	fd = atomic_load(&c->sfd);
-	if (fd < 0) {
-		fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (fd < 0) {
-			fd = CONNECT_ESYSTEM;
-		} else {
-			atomic_store(&c->sfd, fd);
-			/* Readable from the start while there is room; else
-			 * the writer signals when it makes some. */
-			atomic_store(&c->send_blocked, 1);
-			if (send_fd_ready(c))
-				send_fd_wake(c);
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	leave(c);
-	return fd;
+	return lazy_fd(c, &c->sfd, &c->lock, send_fd_arm);
 }
 
 /* ----------------------------------------------------------- inspection */

@@ -125,6 +125,25 @@ int cn_remaining(int64_t deadline);
 /* Wait on cond until deadline (-1: forever); returns false on timeout. */
 bool cn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
 			int64_t deadline);
+/*
+ * The waiting calls (send_wait, recv_wait, accept_wait), written once:
+ * call try(arg) until it says something other than CONNECT_EAGAIN; in
+ * between, sleep on cv (under m) until ready(arg) says another try is
+ * worth it (or a stop), or until the deadline, when one last try decides
+ * (CONNECT_ETIMEDOUT if still nothing).  A sleeper is announced in
+ * *waiters (NULL: no count), so that the waker signals only when someone
+ * sleeps.
+ */
+struct cn_waiter {
+	int (*try)(void *arg);
+	bool (*ready)(void *arg); /* called with m held */
+	_Atomic int *waiters;
+	pthread_mutex_t *m;
+	pthread_cond_t *cv;
+	void *arg;
+};
+int cn_wait(const struct cn_waiter *w, int timeout_ms);
+
 /* Initialize a condition variable on CLOCK_MONOTONIC. */
 int cn_cond_init(pthread_cond_t *c);
 

@@ -500,33 +500,36 @@ int connect_accept(connect_listener *l, connect_conn **connp)
 	return rc;
 }
 
+struct accept_args {
+	struct connect_listener *l;
+	connect_conn **connp;
+};
+
+static int accept_wait_try(void *arg)
+{
+	struct accept_args *a = arg;
+
+	return accept_try(a->l, a->connp);
+}
+
+static bool accept_wait_ready(void *arg)
+{
+	struct connect_listener *l = ((struct accept_args *)arg)->l;
+
+	return l->head || atomic_load(&l->closing);
+}
+
 int connect_accept_wait(connect_listener *l, connect_conn **connp,
 			int timeout_ms)
 {
-	int64_t deadline = cn_deadline(timeout_ms);
+	struct accept_args a = { l, connp };
+	struct cn_waiter w = { accept_wait_try, accept_wait_ready, NULL,
+			       &l->lock, &l->cv, &a };
 	int rc;
 
 	if (!l || !connp)
 		return CONNECT_EINVAL;
-	if (!enter(l)) {
-		leave(l);
-		return CONNECT_ECLOSED;
-	}
-	while ((rc = accept_try(l, connp)) == CONNECT_EAGAIN) {
-		bool timed_out = false;
-
-		pthread_mutex_lock(&l->lock);
-		while (!l->head && !atomic_load(&l->closing) && !timed_out)
-			timed_out = !cn_cond_wait_until(&l->cv, &l->lock,
-							deadline);
-		pthread_mutex_unlock(&l->lock);
-		if (timed_out) {
-			rc = accept_try(l, connp);
-			if (rc == CONNECT_EAGAIN)
-				rc = CONNECT_ETIMEDOUT;
-			break;
-		}
-	}
+	rc = enter(l) ? cn_wait(&w, timeout_ms) : CONNECT_ECLOSED;
 	leave(l);
 	return rc;
 }

@@ -20,14 +20,16 @@
 
 struct cn_sys cn_sys = { .sendmsg = sendmsg, .recv = recv };
 
-static int sock_fail(struct cn_transport *t, const char *what, int e)
+int cn_sock_fail(struct cn_transport *t, const char *what, int e)
 {
 	char buf[128];
 	int code;
 
 	if (atomic_load(&t->aborted))
 		return CONNECT_ECLOSED;
-	code = cn_err_from_errno(e);
+	/* On an established connection a timeout is the kernel giving up
+	 * on the peer (keepalive, TCP_USER_TIMEOUT, retransmissions). */
+	code = e == ETIMEDOUT ? CONNECT_EDEADPEER : cn_err_from_errno(e);
 	cn_transport_set_error(t, code, "%s %s: %s", what, t->peer,
 			       strerror_r(e, buf, sizeof(buf)));
 	return code;
@@ -52,7 +54,7 @@ ssize_t cn_sock_recv(int fd, void *buf, size_t len, int flags,
 	if ((errno == EAGAIN || errno == EWOULDBLOCK) && f)
 		return atomic_load(&t->aborted) ? CONNECT_ECLOSED
 						: CONNECT_EAGAIN;
-	return sock_fail(t, "recv from", errno);
+	return cn_sock_fail(t, "recv from", errno);
 }
 
 ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt, int flags,
@@ -72,12 +74,12 @@ ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt, int flags,
 	if (n > 0)
 		return n;
 	if (n == 0)
-		return sock_fail(t, "send to", EPIPE);
+		return cn_sock_fail(t, "send to", EPIPE);
 	if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
 	    (flags & CN_IO_NONBLOCK))
 		return atomic_load(&t->aborted) ? CONNECT_ECLOSED
 						: CONNECT_EAGAIN;
-	return sock_fail(t, "send to", errno);
+	return cn_sock_fail(t, "send to", errno);
 }
 
 int cn_sock_wait(int fd, int events, int64_t deadline, struct cn_transport *t)
@@ -99,7 +101,7 @@ int cn_sock_wait(int fd, int events, int64_t deadline, struct cn_transport *t)
 		if (n == 0)
 			return CONNECT_ETIMEDOUT;
 		if (errno != EINTR)
-			return sock_fail(t, "poll on", errno);
+			return cn_sock_fail(t, "poll on", errno);
 	}
 }
 

@@ -25,6 +25,9 @@ struct cn_sys {
 };
 extern struct cn_sys cn_sys;
 
+/* Record a socket error e ("what PEER: text") and return its code;
+ * CONNECT_ECLOSED after abort. */
+int cn_sock_fail(struct cn_transport *t, const char *what, int e);
 /* recv() retrying EINTR: bytes, 0 at EOF, or a CONNECT_E* code (with
  * CN_IO_NONBLOCK, CONNECT_EAGAIN when nothing is there). */
 ssize_t cn_sock_recv(int fd, void *buf, size_t len, int flags,

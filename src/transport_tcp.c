@@ -12,6 +12,7 @@
 /* linux/tcp.h: glibc's struct tcp_info lacks tcpi_bytes_received. */
 #include <linux/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@ struct tcp_transport {
 	struct cn_transport base;
 	int fd;
 	uint64_t rbytes;   /* bytes recv returned (the reading thread's) */
+	_Atomic int in_send; /* the writer is inside sendmsg */
+	_Atomic int tx_err;  /* why the writer's send failed, or 0 */
 	_Atomic int clean; /* shutdown completed: FIN sent and acknowledged */
 };
 
@@ -42,6 +45,7 @@ static ssize_t tcp_eof(struct tcp_transport *tt)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
+	int err = 0, spins = 0;
 
 	if (atomic_load(&tt->base.aborted))
 		return CONNECT_ECLOSED;
@@ -50,6 +54,20 @@ static ssize_t tcp_eof(struct tcp_transport *tt)
 	    len >= offsetof(struct tcp_info, tcpi_bytes_received) +
 			   sizeof(ti.tcpi_bytes_received) &&
 	    ti.tcpi_bytes_received <= tt->rbytes) {
+		/* Not a FIN: the connection failed.  Why: the socket's error,
+		 * or, when the writer took it, the writer's (a reset, or the
+		 * kernel giving up on the peer); a writer inside sendmsg is
+		 * a few instructions from saying. */
+		len = sizeof(err);
+		getsockopt(tt->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err)
+			return cn_sock_fail(&tt->base, "recv from", err);
+		while (!atomic_load(&tt->tx_err) &&
+		       atomic_load(&tt->in_send) && spins++ < 10000)
+			sched_yield();
+		err = atomic_load(&tt->tx_err);
+		if (err && err != CONNECT_ECLOSED)
+			return err;
 		cn_transport_set_error(&tt->base, CONNECT_ECONNRESET,
 				       "recv from %s: the peer reset the "
 				       "connection", tt->base.peer);
@@ -72,7 +90,15 @@ static ssize_t tcp_recv(struct cn_transport *t, void *buf, size_t len,
 static ssize_t tcp_sendv(struct cn_transport *t, const struct iovec *iov,
 			 int iovcnt, int flags)
 {
-	return cn_sock_sendv(tcp_of(t)->fd, iov, iovcnt, flags, t);
+	struct tcp_transport *tt = tcp_of(t);
+	ssize_t n;
+
+	atomic_store(&tt->in_send, 1);
+	n = cn_sock_sendv(tt->fd, iov, iovcnt, flags, t);
+	if (n < 0 && n != CONNECT_EAGAIN)
+		atomic_store(&tt->tx_err, (int)n);
+	atomic_store(&tt->in_send, 0);
+	return n;
 }
 
 static int tcp_wait(struct cn_transport *t, int events, int64_t deadline)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <time.h>
 
@@ -62,6 +63,43 @@ bool cn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
 	ts.tv_sec = deadline / 1000;
 	ts.tv_nsec = (deadline % 1000) * 1000000;
 	return pthread_cond_timedwait(c, m, &ts) != ETIMEDOUT;
+}
+
+int cn_wait(const struct cn_waiter *w, int timeout_ms)
+{
+	int64_t deadline = cn_deadline(timeout_ms);
+	int rc;
+
+	while ((rc = w->try(w->arg)) == CONNECT_EAGAIN) {
+		bool timed_out = false, slept = false;
+
+		pthread_mutex_lock(w->m);
+		if (w->waiters) {
+			atomic_fetch_add(w->waiters, 1);
+			/* The condition below reads plain memory (the
+			 * queues): order it after the announcement. */
+			atomic_thread_fence(memory_order_seq_cst);
+		}
+		while (!w->ready(w->arg) && !timed_out) {
+			timed_out = !cn_cond_wait_until(w->cv, w->m, deadline);
+			slept = true;
+		}
+		if (w->waiters)
+			atomic_fetch_sub(w->waiters, 1);
+		pthread_mutex_unlock(w->m);
+		if (timed_out) {
+			rc = w->try(w->arg);
+			if (rc == CONNECT_EAGAIN)
+				rc = CONNECT_ETIMEDOUT;
+			break;
+		}
+		/* Ready at once, and yet the try failed: another thread is
+		 * half-way through an enqueue, which takes it a few
+		 * instructions to finish. */
+		if (!slept)
+			sched_yield();
+	}
+	return rc;
 }
 
 int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,

@@ -1332,6 +1332,8 @@ END_TEST
  * Receive-idle timeout: a peer that sends every 50 ms is never cut by a
  * 400 ms limit; once it goes silent, recv reports CONNECT_ETIMEDOUT after
  * everything that arrived, within a bounded time, and sends fail too.
+ * The code says "dead peer", never the CONNECT_ETIMEDOUT of a wait that
+ * merely ended.
  */
 START_TEST(recv_idle_timeout)
 {
@@ -1353,15 +1355,15 @@ START_TEST(recv_idle_timeout)
 	}
 	t0 = now_ms();
 	rc = connect_recv_wait(s, &dg, scaled_ms(10000));
-	ck_assert_msg(rc == CONNECT_ETIMEDOUT, "recv: %s",
+	ck_assert_msg(rc == CONNECT_EDEADPEER, "recv: %s",
 		      connect_err_name(rc));
 	ck_assert_int_ge(now_ms() - t0, 300);
 	ck_assert_int_le(now_ms() - t0, scaled_ms(3000));
 	ck_assert_int_eq(connect_conn_error(s, why, sizeof(why)),
-			 CONNECT_ETIMEDOUT);
+			 CONNECT_EDEADPEER);
 	ck_assert_msg(strstr(why, "idle") != NULL, "reason: %s", why);
 	/* Sticky, and the stream is cut. */
-	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_ETIMEDOUT);
+	ck_assert_int_eq(connect_recv(s, &dg), CONNECT_EDEADPEER);
 	ck_assert_int_eq(connect_send(s, dg_make(1, 0, 10)) == CONNECT_OK, 0);
 	connect_close(s, 0, NULL);
 	connect_close(c, 0, NULL);
@@ -1406,7 +1408,7 @@ START_TEST(frame_timeout_dribble)
 	}
 	if (rc == CONNECT_EAGAIN)
 		rc = connect_recv_wait(s, &dg, scaled_ms(5000));
-	ck_assert_msg(rc == CONNECT_ETIMEDOUT, "recv: %s",
+	ck_assert_msg(rc == CONNECT_EDEADPEER, "recv: %s",
 		      connect_err_name(rc));
 	ck_assert_int_le(now_ms() - t0, scaled_ms(1800));
 	connect_conn_error(s, why, sizeof(why));
