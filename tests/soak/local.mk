@@ -3,13 +3,14 @@
 #     include tests/soak/local.mk
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-#   make soak-short   the CI run (as root; a few minutes): 50,000 datagrams
+#   make soak-short   the CI run (as root; a few minutes): 100,000 datagrams
 #                     each way over TCP/IPv4, TLS/IPv4 and TCP/IPv6 at 2%
 #                     loss, then a cut link noticed through
 #                     TCP_USER_TIMEOUT, keepalive and the receive-idle
 #                     timeout, over TCP and TLS
-#   make soak         the long run: 1,000,000 datagrams each way per run at
-#                     3% loss, and the same cuts
+#   make soak         the long run: 1,000,000 datagrams each way per run,
+#                     TCP/IPv4 and TLS/IPv4 at 5% loss, TCP/IPv6 and
+#                     TLS/IPv6 at 1% loss, and the same cuts
 #
 # Both run tests/soak/netns-soak.sh (see its header for the SOAK_*
 # variables, which pass through the environment).  Not root, or no network

@@ -34,12 +34,13 @@
 # Environment (defaults: short / long):
 #   SOAK_BIN        the soak program (default: next to this script)
 #   CERTDIR         test certificates (default: ../certs from here)
-#   SOAK_COUNT      datagrams each way per soak run (50000 / 1000000)
-#   SOAK_LOSS       random loss in percent on each ingress, 0..100 (2 / 3)
+#   SOAK_COUNT      datagrams each way per soak run (100000 / 1000000)
+#   SOAK_LOSS       random loss in percent on each ingress, 0..100, of
+#                   the runs that do not name theirs (2 / 3)
 #   SOAK_RATE       tbf rate of each direction (200mbit)
 #   SOAK_DELAY      netem delay when netem exists, e.g. "5ms 1ms" (2ms 1ms)
-#   SOAK_RUNS       soak runs, TRANSPORT/FAMILY words
-#                   ("tcp/4 tls/4 tcp/6" / "tcp/4 tls/4 tls/6")
+#   SOAK_RUNS       soak runs, TRANSPORT/FAMILY[/LOSS] words ("tcp/4 tls/4
+#                   tcp/6" / "tcp/4/5 tls/4/5 tcp/6/1 tls/6/1")
 #   SOAK_CUTS       dead-peer cases ("user-timeout keepalive recv-idle")
 #   SOAK_CUT_TRANSPORTS  ("tcp tls")
 #   SOAK_CUT_REPEAT run the dead-peer cases this many times (1)
@@ -60,12 +61,13 @@ set -u
 mode=${1:-short}
 case $mode in
 short)
-	: "${SOAK_COUNT:=50000}" "${SOAK_LOSS:=2}"
+	: "${SOAK_COUNT:=100000}" "${SOAK_LOSS:=2}"
 	: "${SOAK_RUNS=tcp/4 tls/4 tcp/6}" "${SOAK_RUN_TIMEOUT:=600}"
 	;;
 long)
 	: "${SOAK_COUNT:=1000000}" "${SOAK_LOSS:=3}"
-	: "${SOAK_RUNS=tcp/4 tls/4 tls/6}" "${SOAK_RUN_TIMEOUT:=5400}"
+	: "${SOAK_RUNS=tcp/4/5 tls/4/5 tcp/6/1 tls/6/1}"
+	: "${SOAK_RUN_TIMEOUT:=5400}"
 	;;
 *)
 	echo "usage: $0 [short|long]" >&2
@@ -199,9 +201,14 @@ t ip -n "$nsa" addr add $ip4a/24 dev $deva &&
 	t ip -n "$nsb" addr add $ip4b/24 dev $devb &&
 	t ip -n "$nsa" addr add $ip6a/64 dev $deva nodad &&
 	t ip -n "$nsb" addr add $ip6b/64 dev $devb nodad &&
+	t ip -n "$nsa" link set $deva gso_max_segs 1 &&
+	t ip -n "$nsb" link set $devb gso_max_segs 1 &&
 	t ip -n "$nsa" link set $deva up &&
 	t ip -n "$nsb" link set $devb up ||
 	skip "cannot configure the veth pair"
+
+# (gso_max_segs 1: TCP hands the veth packets of one MTU, so that the
+# loss below drops segments as a real link would, not 64 KiB aggregates.)
 
 # Shaping on each egress: netem delay (where the kernel has it) and a tbf
 # rate limit whose short queue also drops bursts.
@@ -276,8 +283,8 @@ field() { # LINE KEY -> value of KEY=value
 
 echo "netns-soak: mode $mode, namespaces $nsa ($ip4a, $ip6a) and $nsb" \
 	"($ip4b, $ip6b)"
-echo "netns-soak: link: loss ${SOAK_LOSS}% on each ingress (nftables" \
-	"numgen), tbf $SOAK_RATE each way, netem delay:" \
+echo "netns-soak: link: random loss on each ingress (nftables numgen)," \
+	"tbf $SOAK_RATE each way, netem delay:" \
 	"$([ $netem = yes ] && echo "$SOAK_DELAY" || echo "absent")"
 
 port=7100
@@ -290,21 +297,20 @@ url_of() { # TRANSPORT FAMILY PORT
 
 # ----------------------------------------------------------------- 1. soak
 
-run_soak() { # TRANSPORT FAMILY
-	local tr=$1 fam=$2 url name seen0 lost0 seen1 lost1 rt0 rt1 \
+run_soak() { # TRANSPORT FAMILY LOSS
+	local tr=$1 fam=$2 loss=$3 url name seen0 lost0 seen1 lost1 rt0 rt1 \
 		out0 out1 t0 t1 rca rcb la lb
 	port=$((port + 1))
 	url=$(url_of "$tr" "$fam" $port)
-	name="soak $tr/IPv$fam"
-	set_both loss "$SOAK_LOSS" || { fail "$name: nft"; return; }
+	name="soak $tr/IPv$fam ${loss}% loss"
+	set_both loss "$loss" || { fail "$name: nft"; return; }
 	seen0=$(( $(counter "$nsa" seen) + $(counter "$nsb" seen) ))
 	lost0=$(( $(counter "$nsa" lost) + $(counter "$nsb" lost) ))
 	rt0=$(( $(snmp "$nsa" RetransSegs) + $(snmp "$nsb" RetransSegs) ))
 	out0=$(( $(snmp "$nsa" OutSegs) + $(snmp "$nsb" OutSegs) ))
-	la=$logs/soak-$tr$fam-server.log
-	lb=$logs/soak-$tr$fam-client.log
-	echo "netns-soak: $name: $SOAK_COUNT datagrams each way at" \
-		"${SOAK_LOSS}% loss ($url) ..."
+	la=$logs/soak-$tr$fam-$loss-server.log
+	lb=$logs/soak-$tr$fam-$loss-client.log
+	echo "netns-soak: $name: $SOAK_COUNT datagrams each way ($url) ..."
 	t0=$(now_ms)
 	local common=(--url "$url" --count "$SOAK_COUNT" --certs "$certs"
 		--deadline-s $((SOAK_RUN_TIMEOUT - 15)) --stall-s 60
@@ -490,7 +496,8 @@ run_cut() { # CASE TRANSPORT
 
 t_all=$SECONDS
 for run in $SOAK_RUNS; do
-	run_soak "${run%/*}" "${run#*/}"
+	IFS=/ read -r tr fam loss <<<"$run"
+	run_soak "$tr" "${fam:-4}" "${loss:-$SOAK_LOSS}"
 done
 for ((rep = 1; rep <= SOAK_CUT_REPEAT; rep++)); do
 	for case in $SOAK_CUTS; do
