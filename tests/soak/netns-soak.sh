@@ -197,15 +197,16 @@ t ip -n "$nsa" link add "$deva" type veth peer name "$devb" netns "$nsb" \
 for ns in "$nsa" "$nsb"; do
 	t ip -n "$ns" link set lo up || skip "cannot configure $ns"
 done
-t ip -n "$nsa" addr add $ip4a/24 dev $deva &&
+if ! { t ip -n "$nsa" addr add $ip4a/24 dev $deva &&
 	t ip -n "$nsb" addr add $ip4b/24 dev $devb &&
 	t ip -n "$nsa" addr add $ip6a/64 dev $deva nodad &&
 	t ip -n "$nsb" addr add $ip6b/64 dev $devb nodad &&
 	t ip -n "$nsa" link set $deva gso_max_segs 1 &&
 	t ip -n "$nsb" link set $devb gso_max_segs 1 &&
 	t ip -n "$nsa" link set $deva up &&
-	t ip -n "$nsb" link set $devb up ||
+	t ip -n "$nsb" link set $devb up; }; then
 	skip "cannot configure the veth pair"
+fi
 
 # (gso_max_segs 1: TCP hands the veth packets of one MTU, so that the
 # loss below drops segments as a real link would, not 64 KiB aggregates.)

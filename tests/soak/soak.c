@@ -274,6 +274,9 @@ static uint64_t n_lost, n_dup, n_corrupt, n_extra;
 static int reports;
 
 static void report(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static void report(const char *fmt, ...)
 {
 	va_list ap;
 
