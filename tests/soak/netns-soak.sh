@@ -403,8 +403,8 @@ run_cut() { # CASE TRANSPORT
 	esac
 	local limit=$(( bound_ms / 1000 + 40 ))
 	set_both clean || { fail "$name: nft"; return; }
-	la=$logs/cut-$case-$tr-server.log
-	lb=$logs/cut-$case-$tr-client.log
+	la=$logs/cut-$case-$tr-$rep-server.log
+	lb=$logs/cut-$case-$tr-$rep-client.log
 	local common=(--url "$url" --certs "$certs" --expect-error
 		--accept any --deadline-s "$limit"
 		--label "$case" "${opts[@]}")

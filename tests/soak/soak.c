@@ -32,7 +32,10 @@
  *     soak-listening / soak-connected / soak-ready   (progress of the set-up;
  *                                        ready: the first datagram arrived)
  *     soak: ... result=PASS|FAIL                     (soak mode summary)
- *     soak-cut: ... result=PASS|FAIL                 (--expect-error summary)
+ *     soak-cut: ... result=PASS|FAIL                 (--expect-error summary:
+ *                                        recv_error is what connect_recv
+ *                                        returned, conn_error and reason
+ *                                        what connect_conn_error says)
  * Exit status: 0 PASS, 1 a discrepancy or an unexpected error, 2 usage or
  * set-up error, 3 the deadline passed or nothing moved for --stall-s (a
  * hang).
@@ -905,7 +908,7 @@ int main(int argc, char **argv)
 	pthread_t tid;
 	char reason[256] = "";
 	bool ready = false;
-	int rc, close_rc, final = EXIT_PASS;
+	int rc, close_rc, conn_err = CONNECT_OK, final = EXIT_PASS;
 	size_t unsent = 0;
 	int64_t t_close, close_ms, t_data, elapsed_ms;
 
@@ -941,7 +944,7 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		recv_err = rc;
 		recv_err_wall = wall_ms();
-		connect_conn_error(conn, reason, sizeof(reason));
+		conn_err = connect_conn_error(conn, reason, sizeof(reason));
 	}
 	elapsed_ms = mono_ms() - t_data;
 	if (rc != CONNECT_OK || cfg.expect_error)
@@ -1001,8 +1004,8 @@ int main(int argc, char **argv)
 		printf("soak-cut: role=%s transport=%s%s%s sent=%" PRIu64
 		       " recv=%" PRIu64 " recv_error=%s recv_error_at_ms=%"
 		       PRId64 " send_error=%s send_error_at_ms=%" PRId64
-		       " close=%s close_ms=%" PRId64 " lost=%" PRIu64
-		       " dup=%" PRIu64 " corrupt=%" PRIu64
+		       " conn_error=%s close=%s close_ms=%" PRId64
+		       " lost=%" PRIu64 " dup=%" PRIu64 " corrupt=%" PRIu64
 		       " reason=\"%s\" result=%s\n",
 		       role(), transport(), cfg.label ? " label=" : "",
 		       cfg.label ? cfg.label : "",
@@ -1011,7 +1014,7 @@ int main(int argc, char **argv)
 		       recv_err ? connect_err_name(recv_err) : "none",
 		       recv_err ? recv_err_wall : 0,
 		       send_err ? connect_err_name(send_err) : "none",
-		       send_err ? send_err_wall : 0,
+		       send_err ? send_err_wall : 0, connect_err_name(conn_err),
 		       connect_err_name(close_rc), close_ms, n_lost, n_dup,
 		       n_corrupt, reason, final ? "FAIL" : "PASS");
 		return final;
