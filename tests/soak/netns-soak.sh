@@ -21,9 +21,9 @@
 #     keepalive (an idle connection) and the receive-idle timeout
 #     (heartbeats), over TCP and TLS: once traffic flows the link is cut
 #     (every packet dropped both ways) and stays cut; both ends must report
-#     CONNECT_ETIMEDOUT (never CONNECT_EEOF, never a hang) within the
+#     CONNECT_EDEADPEER (never CONNECT_EEOF, never a hang) within the
 #     configured time plus SOAK_MARGIN_MS.  Another error code (the
-#     header promises CONNECT_ETIMEDOUT) is a warning, or a failure with
+#     header promises CONNECT_EDEADPEER) is a warning, or a failure with
 #     SOAK_STRICT_CODE=1.
 #
 # Every process runs under `timeout`, every wait is bounded, and the
@@ -44,8 +44,8 @@
 #   SOAK_CUTS       dead-peer cases ("user-timeout keepalive recv-idle")
 #   SOAK_CUT_TRANSPORTS  ("tcp tls")
 #   SOAK_CUT_REPEAT run the dead-peer cases this many times (1)
-#   SOAK_STRICT_CODE 1: a dead peer reported with another code than
-#                   CONNECT_ETIMEDOUT fails (default 0: a warning)
+#   SOAK_STRICT_CODE 1 (default): a dead peer reported with another code than
+#                   CONNECT_EDEADPEER fails (default 1; 0: a warning)
 #   SOAK_UT_MS      TCP_USER_TIMEOUT of the user-timeout case (3000)
 #   SOAK_KEEPALIVE  idle,interval,count of the keepalive case (2,1,3)
 #   SOAK_IDLE_MS    receive-idle timeout of the recv-idle case (2000)
@@ -77,7 +77,7 @@ esac
 : "${SOAK_RATE:=200mbit}" "${SOAK_DELAY:=2ms 1ms}"
 : "${SOAK_CUTS=user-timeout keepalive recv-idle}"
 : "${SOAK_CUT_TRANSPORTS:=tcp tls}" "${SOAK_CUT_REPEAT:=1}"
-: "${SOAK_STRICT_CODE:=0}"
+: "${SOAK_STRICT_CODE:=1}"
 : "${SOAK_UT_MS:=3000}" "${SOAK_KEEPALIVE:=2,1,3}" "${SOAK_IDLE_MS:=2000}"
 : "${SOAK_MARGIN_MS:=3000}"
 
@@ -458,14 +458,14 @@ run_cut() { # CASE TRANSPORT
 		d=$((at - t_cut))
 		[ $side = server ] && da=$d || db=$d
 		case $err in
-		CONNECT_ETIMEDOUT) ;;
+		CONNECT_EDEADPEER) ;;
 		CONNECT_EEOF | CONNECT_ECLOSED | none)
 			ok=0 why="$why $side: $err on a cut link;" ;;
 		*)
 			# An error, but not the one the header promises
 			# for these timeouts.
 			if [ "$SOAK_STRICT_CODE" = 1 ]; then
-				ok=0 why="$why $side: $err, not CONNECT_ETIMEDOUT;"
+				ok=0 why="$why $side: $err, not CONNECT_EDEADPEER;"
 			else
 				warn="$warn $side: $err (reason: $(printf '%s\n' \
 					"$line" | sed -n 's/.*reason="\([^"]*\)".*/\1/p'))"
@@ -483,10 +483,10 @@ run_cut() { # CASE TRANSPORT
 	if [ $ok = 1 ] && [ -n "$warn" ]; then
 		pass "$name: both ends failed, server after $da ms, client" \
 			"after $db ms (bound $bound_ms ms); WARNING: not" \
-			"CONNECT_ETIMEDOUT:$warn"
+			"CONNECT_EDEADPEER:$warn"
 		warnings=$((warnings + 1))
 	elif [ $ok = 1 ]; then
-		pass "$name: both ends CONNECT_ETIMEDOUT, server after" \
+		pass "$name: both ends CONNECT_EDEADPEER, server after" \
 			"$da ms, client after $db ms (bound $bound_ms ms)"
 	else
 		fail "$name:$why"
@@ -513,7 +513,7 @@ echo "netns-soak: summary ($mode mode, $((SECONDS - t_all)) s)"
 printf '  %s\n' "${results[@]}"
 if [ $warnings -gt 0 ]; then
 	echo "netns-soak: $warnings dead-peer case(s) reported an error" \
-		"other than CONNECT_ETIMEDOUT (SOAK_STRICT_CODE=1 fails them)"
+		"other than CONNECT_EDEADPEER (SOAK_STRICT_CODE=1 fails them)"
 fi
 echo "netns-soak: $passed passed, $failed failed"
 [ $failed = 0 ]

@@ -24,7 +24,7 @@
  * With --expect-error the run is a dead-peer test: the ends send (as fast
  * as they can, every --pace-ms, or only --count datagrams and then stay
  * silent) and verify what arrives until the connection fails, which
- * must happen with one of the --accept codes (default CONNECT_ETIMEDOUT);
+ * must happen with one of the --accept codes (default CONNECT_EDEADPEER);
  * the time of failure is printed as wall-clock milliseconds so that the
  * script that cut the network can tell how long detection took.
  *
@@ -97,7 +97,7 @@ static struct {
 	.max_size = 65536,
 	.certs = CERTDIR,
 	.server_name = "localhost",
-	.accept = "CONNECT_ETIMEDOUT",
+	.accept = "CONNECT_EDEADPEER",
 	.stall_s = 60,
 	.linger_ms = 30000,
 	.accept_timeout_s = 60,
@@ -740,7 +740,7 @@ static void usage(FILE *f)
 		"  --expect-error       run until the connection fails; pass "
 		"if it fails with an --accept code\n"
 		"  --accept CODES       comma-separated (default "
-		"CONNECT_ETIMEDOUT); \"any\": any\n"
+		"CONNECT_EDEADPEER); \"any\": any\n"
 		"                       error but CONNECT_EEOF and "
 		"CONNECT_ECLOSED\n"
 		"  --deadline-s S       fail as a hang after S s in all "
