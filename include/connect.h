@@ -462,7 +462,10 @@ CONNECT_API int connect_conn_send_fd(connect_conn *conn);
  * and join both threads, and free everything, including datagrams still
  * queued either way.  Threads waiting on the connection return
  * CONNECT_ECLOSED first.  If `unsent` is not NULL it receives the number of
- * datagrams accepted by connect_send*() that were not written to the stream.
+ * datagrams accepted by connect_send*() that were never handed to the
+ * network.  When the stream is cut (linger 0, or a linger that expired),
+ * datagrams already handed over may be lost as well, unacknowledged in
+ * flight: close then never returns CONNECT_OK.
  *
  * linger_ms == 0 aborts: nothing more is written and the stream is cut
  * without a clean end: the TCP stream (under TLS too) is reset, and the

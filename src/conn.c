@@ -684,8 +684,23 @@ fail:
 	return rc;
 }
 
+/* After the abort: may bytes that were written have been lost?  sent:
+ * the datagrams written when the abort began (a writer still writing then
+ * may have lost more). */
+static bool lost_in_flight(struct connect_conn *c, uint64_t sent)
+{
+	uint64_t now = atomic_load(&c->msgs_sent);
+
+	if (now == 0)
+		return false;
+	if (now != sent)
+		return true;
+	return !c->t->ops->unacked || c->t->ops->unacked(c->t);
+}
+
 int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 {
+	uint64_t sent;
 	int64_t deadline;
 	int rc, tx;
 	size_t left;
@@ -724,6 +739,7 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	 * makes sure the peer cannot take it for a clean end), which wakes
 	 * the reader and a writer stuck on a full socket; join both. */
 	atomic_store(&c->stop, 1);
+	sent = atomic_load(&c->msgs_sent);
 	c->t->ops->abort(c->t);
 	wake_all(c);
 	pthread_join(c->writer, NULL);
@@ -740,8 +756,10 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	 * end failed, or CONNECT_ETIMEDOUT when it was never tried. */
 	if (tx && tx != CONNECT_ECLOSED)
 		rc = tx; /* the writer failed */
-	else if (linger_ms == 0 && left == 0)
+	else if (linger_ms == 0 && left == 0 && !lost_in_flight(c, sent))
 		rc = CONNECT_OK; /* an abort was asked for, nothing lost */
+	else if (linger_ms == 0)
+		rc = CONNECT_ETIMEDOUT; /* the abort may have lost data */
 	else if (rc == CONNECT_ECLOSED)
 		rc = CONNECT_ETIMEDOUT; /* the deadline cut the shutdown */
 	c->t->ops->destroy(c->t);

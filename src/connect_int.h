@@ -147,6 +147,10 @@ int cn_wait(const struct cn_waiter *w, int timeout_ms);
 /* Initialize a condition variable on CLOCK_MONOTONIC. */
 int cn_cond_init(pthread_cond_t *c);
 
+/* pthread_create, through a pointer that the tests replace to make thread
+ * creation fail; the library never changes it. */
+extern int (*cn_pthread_create)(pthread_t *th, const pthread_attr_t *attr,
+				void *(*fn)(void *), void *arg);
 /* Start a joinable thread with the given stack size, signals blocked. */
 int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,
 		    size_t stack_size);

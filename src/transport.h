@@ -117,6 +117,14 @@ struct cn_transport_ops {
 	void (*destroy)(struct cn_transport *t);
 
 	/*
+	 * After abort: whether bytes handed to sendv before the abort may
+	 * not have reached the peer (true), or the peer had acknowledged
+	 * everything (false).  NULL: the transport cannot tell (taken as
+	 * true).
+	 */
+	bool (*unacked)(struct cn_transport *t);
+
+	/*
 	 * The verified identity of the peer (enum connect_peer_info) as
 	 * text.  NULL: the transport authenticates nobody (CONNECT_ENOTSUP).
 	 */

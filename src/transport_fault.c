@@ -218,6 +218,13 @@ static void fault_abort(struct cn_transport *t)
 	f->lower->ops->abort(f->lower);
 }
 
+static bool fault_unacked(struct cn_transport *t)
+{
+	struct cn_transport *lower = fault_of(t)->lower;
+
+	return !lower->ops->unacked || lower->ops->unacked(lower);
+}
+
 static void fault_destroy(struct cn_transport *t)
 {
 	struct fault_transport *f = fault_of(t);
@@ -244,6 +251,7 @@ static const struct cn_transport_ops fault_ops = {
 	.shutdown = fault_shutdown,
 	.abort = fault_abort,
 	.destroy = fault_destroy,
+	.unacked = fault_unacked,
 	.peer_identity = fault_peer_identity,
 };
 

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 struct tcp_transport {
@@ -26,6 +28,8 @@ struct tcp_transport {
 	_Atomic int in_send; /* the writer is inside sendmsg */
 	_Atomic int tx_err;  /* why the writer's send failed, or 0 */
 	_Atomic int clean; /* shutdown completed: FIN sent and acknowledged */
+	_Atomic int shut;  /* our FIN was queued */
+	_Atomic int abort_pending; /* unacknowledged bytes when cut */
 };
 
 static struct tcp_transport *tcp_of(struct cn_transport *t)
@@ -112,6 +116,7 @@ static int tcp_shutdown(struct cn_transport *t, size_t grace)
 	char buf[128];
 	int rc;
 
+	atomic_store(&tt->shut, 1);
 	/* ENOTCONN: the peer reset the connection already; whether that
 	 * lost anything, the wait below tells. */
 	if (shutdown(tt->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
@@ -128,18 +133,40 @@ static int tcp_shutdown(struct cn_transport *t, size_t grace)
 	return rc;
 }
 
+/* Bytes sent and not acknowledged (our FIN not counted); -1 unknown. */
+static int tcp_pending(struct tcp_transport *tt)
+{
+	int pending = 0;
+
+	if (ioctl(tt->fd, SIOCOUTQ, &pending) < 0)
+		return -1;
+	if (atomic_load(&tt->shut) && pending > 0)
+		pending--;
+	return pending;
+}
+
 static void tcp_abort(struct cn_transport *t)
 {
 	struct tcp_transport *tt = tcp_of(t);
 
-	atomic_store(&t->aborted, 1);
+	if (atomic_exchange(&t->aborted, 1))
+		return;
 	/* Wakes a recv, poll or sendmsg blocked on the socket in another
 	 * thread; after a clean end a FIN is harmless, before it a reset
-	 * tells the peer that the stream was cut. */
-	if (atomic_load(&tt->clean))
+	 * tells the peer that the stream was cut, and loses what is in
+	 * flight, which is counted first. */
+	if (atomic_load(&tt->clean)) {
 		shutdown(tt->fd, SHUT_RDWR);
-	else
+	} else {
+		atomic_store(&tt->abort_pending, tcp_pending(tt));
 		cn_sock_reset(tt->fd);
+	}
+}
+
+/* Taken by abort just before the cut: a cut socket counts no more. */
+static bool tcp_unacked(struct cn_transport *t)
+{
+	return atomic_load(&tcp_of(t)->abort_pending) != 0;
 }
 
 static void tcp_destroy(struct cn_transport *t)
@@ -157,6 +184,7 @@ static const struct cn_transport_ops tcp_ops = {
 	.shutdown = tcp_shutdown,
 	.abort = tcp_abort,
 	.destroy = tcp_destroy,
+	.unacked = tcp_unacked,
 };
 
 /* A transport over the connected socket fd (taken over, also on failure). */

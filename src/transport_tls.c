@@ -743,6 +743,13 @@ static void tls_abort(struct cn_transport *base)
 	t->lower->ops->abort(t->lower);
 }
 
+static bool tls_unacked(struct cn_transport *base)
+{
+	struct cn_transport *lower = tls_of(base)->lower;
+
+	return !lower->ops->unacked || lower->ops->unacked(lower);
+}
+
 static void tls_buf_free(struct tls_buf *b)
 {
 	cn_free(b->p);
@@ -782,6 +789,7 @@ static const struct cn_transport_ops tls_ops = {
 	.shutdown = tls_shutdown,
 	.abort = tls_abort,
 	.destroy = tls_destroy,
+	.unacked = tls_unacked,
 	.peer_identity = tls_peer_identity,
 };
 

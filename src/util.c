@@ -102,6 +102,9 @@ int cn_wait(const struct cn_waiter *w, int timeout_ms)
 	return rc;
 }
 
+int (*cn_pthread_create)(pthread_t *th, const pthread_attr_t *attr,
+			 void *(*fn)(void *), void *arg) = pthread_create;
+
 int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,
 		    size_t stack_size)
 {
@@ -122,7 +125,7 @@ int cn_thread_start(pthread_t *th, void *(*fn)(void *), void *arg,
 	 * interrupted at random.  The new thread inherits this mask. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(th, &attr, fn, arg);
+	rc = cn_pthread_create(th, &attr, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc == EAGAIN)
