@@ -2225,12 +2225,13 @@ static bool inq_reached(void *arg)
 	return ioctl(iw->fd, SIOCINQ, &n) == 0 && n >= iw->min;
 }
 
-/* K frames "frame N" with tag 5 in one buffer; returns its length. */
-static size_t put_frames(uint8_t *buf, uint32_t k)
+/* Frames "frame N" with tag 5, N = first .. first + k - 1, in one
+ * buffer; returns its length. */
+static size_t put_frames(uint8_t *buf, uint32_t first, uint32_t k)
 {
 	size_t off = 0;
 
-	for (uint32_t i = 0; i < k; i++) {
+	for (uint32_t i = first; i < first + k; i++) {
 		char p[32];
 		int n = snprintf(p, sizeof(p), "frame %u", i);
 
@@ -2260,22 +2261,30 @@ static void recv_frames(connect_conn *s, uint32_t k, int round)
 
 /*
  * 20 rounds: a raw TCP peer sends K whole frames and resets the connection
- * (SO_LINGER {1, 0}, close) while the library side pushes datagrams at it
- * (even rounds: the writer blocked in sendmsg on the peer's full window;
- * odd rounds: the writer busy writing).  The frames arrived (the kernel
- * acknowledged them) before the reset, so connect_recv returns all K
- * datagrams and then CONNECT_ECONNRESET, sticky; never CONNECT_EEOF, even
- * when the writer's sendmsg took the socket's reset error first.
+ * (SO_LINGER {1, 0}, close) while the library side pushes datagrams at it.
+ * Round % 4: the writer blocked in sendmsg on the peer's full window (0, 2)
+ * or busy writing (1, 3); the reader free (0, 1) or paused on a full
+ * inbound queue (2, 3: CONNECT_OPT_RECV_QUEUE_MSGS 1, the first frame
+ * taken alone, the rest left in the kernel when the reset comes).  The
+ * frames arrived (the kernel acknowledged them) before the reset, so
+ * connect_recv returns all K datagrams, then CONNECT_ECONNRESET, sticky;
+ * never CONNECT_EEOF, also when the writer's sendmsg took the socket's
+ * reset error first and the reader meets a bare end of stream.
  */
 START_TEST(reset_is_not_eof)
 {
+	connect_opts *one_msg = opts_make(CONNECT_OPT_RECV_QUEUE_MSGS, 1, 0, 0,
+					  0, 0);
 	connect_listener *l = t_listen_ok(T_TCP4, NULL);
-	int port = connect_listener_port(l);
+	connect_listener *lp = t_listen_ok(T_TCP4, one_msg);
 	uint8_t buf[2048];
 	char why[256];
 
+	connect_opts_free(one_msg);
 	for (int round = 0; round < 20; round++) {
-		uint32_t k = 1 + (uint32_t)round % 7;
+		uint32_t k = 2 + (uint32_t)round % 6, first = 0;
+		bool busy = round % 2 == 1, paused = round % 4 >= 2;
+		connect_listener *ll = paused ? lp : l;
 		struct linger lg = { 1, 0 };
 		struct pusher p;
 		connect_conn *s;
@@ -2283,13 +2292,25 @@ START_TEST(reset_is_not_eof)
 		int raw, one = 1, rc;
 		size_t len;
 
-		raw = raw_dial(T_TCP4, port);
+		raw = raw_dial(T_TCP4, connect_listener_port(ll));
 		ck_assert_int_eq(setsockopt(raw, IPPROTO_TCP, TCP_NODELAY,
 					    &one, sizeof(one)),
 				 0);
-		s = t_accept_ok(l, scaled_ms(10000));
+		s = t_accept_ok(ll, scaled_ms(10000));
+		if (paused) {
+			/* One frame fills the inbound queue: the reader
+			 * sleeps until the application takes it. */
+			struct stat_wait sw = { s, CONNECT_STAT_RECV_QUEUED,
+						1 };
+
+			len = put_frames(buf, 0, 1);
+			ck_assert(raw_send_all(raw, buf, len));
+			ck_assert(wait_for(stat_reached, &sw,
+					   scaled_ms(10000)));
+			first = 1;
+		}
 		pusher_start(&p, s, 16 * 1024);
-		if (round % 2 == 0) {
+		if (!busy) {
 			wait_writer_stalled(s);
 		} else {
 			/* The writer is at it: 32 KiB reached the peer. */
@@ -2299,7 +2320,7 @@ START_TEST(reset_is_not_eof)
 					   scaled_ms(10000)));
 		}
 
-		len = put_frames(buf, k);
+		len = put_frames(buf, first, k - first);
 		ck_assert(raw_send_all(raw, buf, len));
 		ck_assert_msg(wait_for(raw_acked, &raw, scaled_ms(10000)),
 			      "round %d: the frames were not acknowledged",
@@ -2309,12 +2330,15 @@ START_TEST(reset_is_not_eof)
 				 0);
 		close(raw);
 
+		if (paused) /* let the reset land while the reader sleeps */
+			sleep_ms(20);
 		recv_frames(s, k, round);
 		rc = connect_recv_wait(s, &dg, scaled_ms(10000));
 		ck_assert_msg(rc == CONNECT_ECONNRESET,
-			      "round %d (%s writer): after %u frames and a "
-			      "reset, recv says %s",
-			      round, round % 2 ? "busy" : "blocked", k,
+			      "round %d (%s writer, %s reader): after %u "
+			      "frames and a reset, recv says %s",
+			      round, busy ? "busy" : "blocked",
+			      paused ? "paused" : "free", k,
 			      connect_err_name(rc));
 		ck_assert_code(connect_recv(s, &dg), CONNECT_ECONNRESET);
 		ck_assert_code(connect_recv_wait(s, &dg, 10),
@@ -2334,6 +2358,7 @@ START_TEST(reset_is_not_eof)
 		connect_close(s, 0, NULL);
 	}
 	connect_listener_close(l);
+	connect_listener_close(lp);
 }
 END_TEST
 
@@ -2409,7 +2434,7 @@ START_TEST(clean_shutdown_is_eof)
 		/* The writer is at it: 64 KiB reached the peer. */
 		ck_assert(wait_for(drained_some, &d, scaled_ms(10000)));
 
-		len = put_frames(buf, k);
+		len = put_frames(buf, 0, k);
 		ck_assert(raw_send_all(d.fd, buf, len));
 		ck_assert_int_eq(shutdown(d.fd, SHUT_WR), 0);
 
