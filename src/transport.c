@@ -84,12 +84,15 @@ int cn_stack_parse(const char *url, struct cn_stack *st)
 		st->addr = url;
 		return CONNECT_OK;
 	}
-	for (p = url; p < sep; p = end + 1) {
+	/* Every word, the empty ones too ("tls+://" is malformed). */
+	for (p = url;; p = end + 1) {
 		const struct cn_transport_class *cls;
 
 		end = memchr(p, '+', (size_t)(sep - p));
 		if (!end)
 			end = sep;
+		if (end == p)
+			return CONNECT_EADDR;
 		cls = class_find(p, (size_t)(end - p));
 		if (!cls || n == CN_MAX_LAYERS + 1)
 			return CONNECT_EADDR;
