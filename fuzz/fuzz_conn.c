@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -139,8 +140,22 @@ static int raw_connect(uint16_t *local_port)
 	sa.sin_family = AF_INET;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sa.sin_port = htons((uint16_t)connect_listener_port(listener));
-	FUZZ_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
-		   "raw connect: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		int err = 0, rc;
+		socklen_t elen = sizeof(err);
+
+		/* libFuzzer's timer (SIGALRM, no SA_RESTART) interrupted
+		 * it: the connection goes on, wait for it. */
+		FUZZ_CHECK(errno == EINTR, "raw connect: %s", strerror(errno));
+		do {
+			rc = poll(&pfd, 1, WAIT_MS);
+		} while (rc < 0 && errno == EINTR);
+		FUZZ_CHECK(rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR,
+						 &err, &elen) == 0 && err == 0,
+			   "raw connect (after EINTR): %s",
+			   rc == 1 ? strerror(err) : "timed out");
+	}
 	FUZZ_CHECK(getsockname(fd, (struct sockaddr *)&sa, &len) == 0,
 		   "getsockname: %s", strerror(errno));
 	*local_port = ntohs(sa.sin_port);

@@ -17,6 +17,11 @@
 #                   D/logs/T.log the fuzzer's output
 #   --jobs N      make -jN for the build (default 2)
 #   --build-only  build the targets and the seeds, run nothing
+#   --coverage    then replay each target's corpus in a source-coverage
+#                 build (D/cov, clang -fprofile-instr-generate) and print
+#                 the line and branch coverage of the library files it
+#                 exercises (llvm-profdata and llvm-cov: Debian package
+#                 llvm); with --seconds 0, only that
 #
 # The sources are those of the tree this script is in, which must not be
 # configured in place (the build is out of tree): `make fuzz` copies them to
@@ -38,6 +43,7 @@ seconds=${FUZZ_SECONDS:-60}
 builddir=$PWD/build-fuzz
 jobs=2
 build_only=0
+coverage=0
 targets=""
 
 while test $# -gt 0; do
@@ -49,6 +55,7 @@ while test $# -gt 0; do
 	--jobs) jobs=$2; shift 2 ;;
 	--jobs=*) jobs=${1#*=}; shift ;;
 	--build-only) build_only=1; shift ;;
+	--coverage) coverage=1; shift ;;
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	-*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	*) targets="$targets ${1#fuzz-}"; shift ;;
@@ -146,6 +153,7 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export UBSAN_OPTIONS
 
 for t in $targets; do
+	test "$seconds" != 0 || break
 	bin=$obj/fuzz/fuzz-$t
 	log=$builddir/logs/$t.log
 	corpus=$builddir/corpus/$t
@@ -190,10 +198,72 @@ for t in $targets; do
 	fi
 done
 
-echo "==== summary ($seconds s per target)"
-printf '%s' "$summary"
+# ---- coverage ------------------------------------------------------------
+# The library files each target is about.
+cov_files() {
+	case $1 in
+	codec) echo src/codec.c src/datagram.c ;;
+	tls-config) echo src/tls_config.c ;;
+	conn) echo src/conn.c src/codec.c src/listener.c src/queue.c \
+		src/sock.c src/transport.c src/transport_tcp.c ;;
+	esac
+}
+
+coverage_report() {
+	cov=$builddir/cov
+	profdata=${FUZZ_LLVM_PROFDATA:-llvm-profdata}
+	llvmcov=${FUZZ_LLVM_COV:-llvm-cov}
+	if ! command -v "$profdata" >/dev/null 2>&1 ||
+	   ! command -v "$llvmcov" >/dev/null 2>&1; then
+		echo "run.sh: no $profdata or $llvmcov (Debian: apt-get install" \
+		     "llvm): no coverage report" >&2
+		return 0
+	fi
+	mkdir -p "$cov"
+	if ! test -f "$cov/config.status"; then
+		echo "==== configure the coverage build in $cov"
+		(cd "$cov" && "$srcdir/configure" -q --disable-shared \
+			CC="$cc" CFLAGS="-g -O0 -fprofile-instr-generate -fcoverage-mapping -fsanitize=fuzzer-no-link") ||
+			{ echo "run.sh: configure failed ($cov)" >&2; return 1; }
+	fi
+	make -C "$cov" -s -j"$jobs" fuzz-targets ||
+		{ echo "run.sh: coverage build failed" >&2; return 1; }
+	for t in $targets; do
+		case $t in
+		tls-config) seeds=$builddir/seeds/tls ;;
+		*) seeds=$builddir/seeds/wire ;;
+		esac
+		mkdir -p "$builddir/corpus/$t"
+		rm -f "$cov/$t".profraw "$cov/$t".profdata
+		# -runs=0: run every input of the corpus once, then stop.
+		LLVM_PROFILE_FILE=$cov/$t.profraw "$cov/fuzz/fuzz-$t" -runs=0 \
+			"$builddir/corpus/$t" "$seeds" >"$cov/$t.log" 2>&1 ||
+			{ echo "run.sh: replay failed, see $cov/$t.log" >&2
+			  return 1; }
+		"$profdata" merge -sparse "$cov/$t.profraw" -o "$cov/$t.profdata"
+		files=""
+		for f in $(cov_files "$t"); do
+			files="$files $srcdir/$f"
+		done
+		echo "==== coverage of fuzz-$t's corpus" \
+		     "($(find "$builddir/corpus/$t" -type f | wc -l) inputs" \
+		     "+ seeds)"
+		# shellcheck disable=SC2086
+		"$llvmcov" report "$cov/fuzz/fuzz-$t" \
+			-instr-profile="$cov/$t.profdata" $files |
+			sed "s|$srcdir/||"
+	done
+}
+
+if test "$seconds" != 0; then
+	echo "==== summary ($seconds s per target)"
+	printf '%s' "$summary"
+fi
+if test $coverage = 1; then
+	coverage_report || failed="$failed coverage"
+fi
 if test -n "$failed"; then
 	echo "==== FAILED:$failed"
 	exit 1
 fi
-echo "==== fuzzing passed"
+test "$seconds" = 0 || echo "==== fuzzing passed"
