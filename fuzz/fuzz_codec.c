@@ -170,7 +170,7 @@ static void check_roundtrip(const struct run *r)
 			   "was decoded from (offset %zu)", r->how, i + 1,
 			   off);
 		off += CN_HDR_LEN + re->len;
-		free(re);
+		connect_datagram_free(re);
 	}
 	FUZZ_CHECK(off == r->ref->done,
 		   "%s: the datagrams encode %zu bytes, the stream's "
@@ -276,7 +276,7 @@ static void decode(const uint8_t *in, size_t n, uint32_t limit,
 
 	check_roundtrip(&r);
 	for (size_t i = 0; i < r.got; i++)
-		free(r.dgs[i]);
+		connect_datagram_free(r.dgs[i]);
 	free(r.dgs);
 }
 
@@ -374,7 +374,7 @@ static void decode_large(const uint8_t *in, size_t n, uint64_t seed)
 		}
 		FUZZ_CHECK(cn_decoder_buffered(&d) == 0,
 			   "large frame: memory held after the datagram");
-		free(dg);
+		connect_datagram_free(dg);
 		FUZZ_CHECK(cn_decoder_finish(&d) == CONNECT_EEOF,
 			   "large frame: the stream does not end cleanly");
 	} else {

@@ -23,6 +23,10 @@
  *   3. a new good client connects through the same listener and a datagram
  *      makes the round trip (client, server, echo, client); so does one on
  *      the connection that stays open.
+ * A process-wide receive memory bound (connect_set_recv_memory_limit) of
+ * RECV_MEMORY bytes is set before any connection: readers pause and resume
+ * around it, and after each input, with every datagram taken and every
+ * connection of the input closed, connect_recv_memory_used() must be 0.
  * Every wait is bounded (WAIT_MS): a wait that runs out is reported as a
  * hang.  Every connection of the input is closed before the next, so
  * LeakSanitizer checks each input.
@@ -43,6 +47,8 @@
 /* Payload limit and receive queue of the listener's connections. */
 #define SERVER_MAX_PAYLOAD 1000u
 #define SERVER_RECV_MSGS 2
+/* The process-wide bound on received datagrams waiting (payload bytes). */
+#define RECV_MEMORY 2048u
 /* Longest wait for anything that should happen at once on loopback. */
 #define WAIT_MS 5000
 
@@ -107,6 +113,10 @@ static void setup(void)
 	connect_opts *o = NULL;
 	int rc;
 
+	/* Before any connection: those made earlier are not counted. */
+	rc = connect_set_recv_memory_limit(RECV_MEMORY);
+	FUZZ_CHECK(rc == CONNECT_OK, "connect_set_recv_memory_limit: %s",
+		   name(rc));
 	rc = connect_opts_new(&o);
 	FUZZ_CHECK(rc == CONNECT_OK, "connect_opts_new: %s", name(rc));
 	FUZZ_CHECK(connect_opts_set(o, CONNECT_OPT_RECV_MAX_PAYLOAD,
@@ -324,5 +334,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* ... and on the one that stays open. */
 	round_trip(keep_client, keep_server, n ? data : (const uint8_t *)"x",
 		   n ? n : 1, (uint16_t)(h >> 16), "the lasting connection");
+
+	/* Everything received was taken, or freed with its connection. */
+	FUZZ_CHECK(connect_recv_memory_used() == 0,
+		   "%llu bytes counted as waiting for the application after "
+		   "the input", (unsigned long long)connect_recv_memory_used());
 	return 0;
 }
