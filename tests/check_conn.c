@@ -1279,9 +1279,15 @@ START_TEST(close_after_peer_reset_loses)
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &one, sizeof(one));
 	s = t_accept_ok(l, scaled_ms(10000));
 	/* More than the peer's small buffer takes: some stays with us. */
-	while (sent < 64 &&
-	       connect_send(s, dg_make(1, sent, LEN)) == CONNECT_OK)
+	while (sent < 64) {
+		connect_datagram *dg = dg_make(1, sent, LEN);
+
+		if (connect_send(s, dg) != CONNECT_OK) {
+			connect_datagram_free(dg);
+			break;
+		}
 		sent++;
+	}
 	sleep_ms(100);
 	raw_reset(fd);
 	recv_expect_err(s, CONNECT_ECONNRESET);
