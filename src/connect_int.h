@@ -80,7 +80,7 @@ struct connect_datagram {
 	uint8_t payload[];        /* 8-byte aligned */
 };
 
-#define CN_DATAGRAM_MAP_MIN (1u << 20)
+#define CN_DATAGRAM_MAP_MIN (4u << 20)
 
 /* Allocate a datagram for `len` payload bytes with the given header fields;
  * no range checks.  NULL when out of memory. */

@@ -35,6 +35,33 @@ static size_t map_bytes(uint32_t cap)
 	return (sizeof(struct connect_datagram) + cap + ps - 1) / ps * ps;
 }
 
+/*
+ * Map n bytes (a multiple of the page size) on a huge-page boundary and
+ * ask for transparent huge pages: fresh memory is faulted in 2 MiB at a
+ * time instead of 4 KiB, which is most of what mapping costs.
+ */
+#define CN_HUGE (2u << 20)
+static void *map_huge(size_t n)
+{
+	size_t len = n + CN_HUGE, head;
+	uint8_t *p;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	head = (CN_HUGE - (uintptr_t)p % CN_HUGE) % CN_HUGE;
+	if (head)
+		munmap(p, head);
+	if (len - head > n)
+		munmap(p + head + n, len - head - n);
+	p += head;
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+	return p;
+}
+
 struct connect_datagram *cn_datagram_reserve(uint32_t cap)
 {
 	struct connect_datagram *dg;
@@ -42,9 +69,8 @@ struct connect_datagram *cn_datagram_reserve(uint32_t cap)
 	if (map_it(cap)) {
 		size_t n = map_bytes(cap);
 
-		dg = mmap(NULL, n, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (dg == MAP_FAILED)
+		dg = map_huge(n);
+		if (!dg)
 			return NULL;
 		dg->map_pages = (uint32_t)(n / page_size());
 	} else {

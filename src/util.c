@@ -67,12 +67,14 @@ bool cn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
 
 int cn_wait(const struct cn_waiter *w, int timeout_ms)
 {
-	int64_t deadline = cn_deadline(timeout_ms);
+	int64_t deadline = -2; /* read the clock only if we have to wait */
 	int rc;
 
 	while ((rc = w->try(w->arg)) == CONNECT_EAGAIN) {
 		bool timed_out = false, slept = false;
 
+		if (deadline == -2)
+			deadline = cn_deadline(timeout_ms);
 		pthread_mutex_lock(w->m);
 		if (w->waiters) {
 			atomic_fetch_add(w->waiters, 1);
