@@ -28,6 +28,10 @@ struct cn_fault_plan {
 	int64_t fail_recv_at;  /* >= 0: receiving byte N fails */
 	int fail_code;         /* CONNECT_E*; 0: CONNECT_EIO */
 	unsigned seed;
+	/* Act as a message transport (CN_TRANSPORT_MESSAGES, as SCTP will
+	 * be): sends are never cut short, and each send is checked to be
+	 * exactly one whole TLS record (what a layer above must keep). */
+	bool messages;
 };
 
 /* A plan that injects nothing. */
@@ -38,5 +42,9 @@ void cn_fault_set(const struct cn_fault_plan *p);
 int cn_fault_register(void);
 /* Socket calls that failed with an injected EINTR so far. */
 uint64_t cn_fault_eintrs(void);
+/* Message mode: sends made, and sends that were not one whole TLS
+ * record. */
+uint64_t cn_fault_messages(void);
+uint64_t cn_fault_bad_records(void);
 
 #endif /* CONNECT_FAULT_H */

@@ -19,7 +19,7 @@ static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cn_fault_plan plan = { .fail_send_at = -1,
 				     .fail_recv_at = -1 };
 static _Atomic unsigned eintr_every;
-static _Atomic uint64_t sys_calls, eintrs;
+static _Atomic uint64_t sys_calls, eintrs, messages, bad_records;
 
 struct fault_dir {
 	int64_t done;    /* bytes moved */
@@ -57,6 +57,34 @@ void cn_fault_set(const struct cn_fault_plan *p)
 uint64_t cn_fault_eintrs(void)
 {
 	return atomic_load(&eintrs);
+}
+
+uint64_t cn_fault_messages(void)
+{
+	return atomic_load(&messages);
+}
+
+uint64_t cn_fault_bad_records(void)
+{
+	return atomic_load(&bad_records);
+}
+
+/* Is iov[0..iovcnt) exactly one TLS record (5-byte header, then the
+ * length it gives)? */
+static bool one_record(const struct iovec *iov, int iovcnt, size_t total)
+{
+	uint8_t hdr[5];
+	size_t got = 0;
+
+	for (int i = 0; i < iovcnt && got < sizeof(hdr); i++) {
+		size_t n = iov[i].iov_len;
+
+		if (n > sizeof(hdr) - got)
+			n = sizeof(hdr) - got;
+		memcpy(hdr + got, iov[i].iov_base, n);
+		got += n;
+	}
+	return got == sizeof(hdr) && total == 5u + ((size_t)hdr[3] << 8 | hdr[4]);
 }
 
 /* EINTR before every Nth socket call, as a signal would cause it. */
@@ -161,6 +189,19 @@ static ssize_t fault_sendv(struct cn_transport *t, const struct iovec *iov,
 
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
+	if (f->p.messages) {
+		/* A message transport takes a message whole or not at all. */
+		atomic_fetch_add(&messages, 1);
+		if (!one_record(iov, iovcnt, total))
+			atomic_fetch_add(&bad_records, 1);
+		if (f->tx.fail_at >= 0 && f->tx.done + (int64_t)total >
+						  f->tx.fail_at)
+			return fault_fail(f, "send");
+		put = f->lower->ops->sendv(f->lower, iov, iovcnt, flags);
+		if (put > 0)
+			f->tx.done += put;
+		return fault_pass(f, put);
+	}
 	n = fault_budget(f, &f->tx, total);
 	if (n == 0)
 		return fault_fail(f, "send");
@@ -275,7 +316,8 @@ static int fault_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
 	if (!on)
 		cn_fault_plan_init(&f->p);
 	f->base.ops = &fault_ops;
-	f->base.flags = lower->flags;
+	f->base.flags = lower->flags |
+			(f->p.messages ? CN_TRANSPORT_MESSAGES : 0);
 	memcpy(f->base.local, lower->local, sizeof(f->base.local));
 	memcpy(f->base.peer, lower->peer, sizeof(f->base.peer));
 	f->lower = lower;

@@ -29,8 +29,9 @@
  * writer's send; the lower transport lives until destroy().
  *
  * Over a message transport (CN_TRANSPORT_MESSAGES) each TLS record goes
- * out as one lower message, as DTLS over SCTP needs: the push callback
- * notes where each record ends and the flush sends them one by one.
+ * out as one lower message, as DTLS over SCTP needs: what GnuTLS pushes
+ * is whole records (possibly several at once), so the writes walk the
+ * record headers and send one record per lower send.
  *
  * Records are not corked with gnutls_record_cork(): cork and uncork
  * overwrite the session's send state, where GnuTLS notes that the peer
@@ -64,9 +65,6 @@
 struct tls_buf {
 	uint8_t *p;
 	size_t len, cap;
-	/* Message lower transports: where each record ends. */
-	size_t *ends;
-	size_t nends, capends;
 };
 
 struct tls_transport {
@@ -143,51 +141,65 @@ static int tls_buf_reserve(struct tls_buf *b, size_t need)
 	return 0;
 }
 
-/* Room to note one more record end. */
-static int tls_buf_reserve_end(struct tls_buf *b)
+/* The length of the TLS record starting at p (len bytes there), header
+ * included; len when the header is not all there. */
+static size_t tls_record_len(const uint8_t *p, size_t len)
 {
-	if (b->nends == b->capends) {
-		size_t cap = b->capends ? 2 * b->capends : 16;
-		size_t *e = cn_realloc(b->ends, cap * sizeof(*e));
+	size_t n;
 
-		if (e == NULL)
-			return -1;
-		b->ends = e;
-		b->capends = cap;
-	}
-	return 0;
+	if (len < 5)
+		return len;
+	n = 5 + ((size_t)p[3] << 8 | p[4]);
+	return n < len ? n : len;
 }
 
-/* Each call is one TLS record (GnuTLS pushes a record with one call). */
+/* Write p[0..len) to the lower transport: as a stream, or one record per
+ * message.  Returns the bytes written or a code. */
+static ssize_t tls_lower_write(struct tls_transport *t, const uint8_t *p,
+			       size_t len, int flags)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		size_t n = t->records ? tls_record_len(p + off, len - off)
+				      : len - off;
+		struct iovec iov = { (void *)(p + off), n };
+		ssize_t put = t->lower->ops->sendv(t->lower, &iov, 1, flags);
+
+		if (put < 0)
+			return off > 0 && put == CONNECT_EAGAIN ? (ssize_t)off
+								: put;
+		off += (size_t)put;
+	}
+	return (ssize_t)off;
+}
+
+/* GnuTLS pushes whole records, one or several at a time. */
 static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov,
 			int iovcnt)
 {
 	struct tls_transport *t = ptr;
-	size_t total = 0;
+	size_t total = 0, start = t->wbuf.len;
 	ssize_t n;
 	int i;
 
-	if (t->buffered) {
-		for (i = 0; i < iovcnt; i++)
-			total += iov[i].iov_len;
-		if (tls_buf_reserve(&t->wbuf, t->wbuf.len + total) < 0 ||
-		    (t->records && tls_buf_reserve_end(&t->wbuf) < 0)) {
-			errno = ENOMEM;
-			return -1;
-		}
-		for (i = 0; i < iovcnt; i++) {
-			memcpy(t->wbuf.p + t->wbuf.len, iov[i].iov_base,
-			       iov[i].iov_len);
-			t->wbuf.len += iov[i].iov_len;
-		}
-		if (t->records)
-			t->wbuf.ends[t->wbuf.nends++] = t->wbuf.len;
-		return (ssize_t)total;
+	for (i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (tls_buf_reserve(&t->wbuf, t->wbuf.len + total) < 0) {
+		errno = ENOMEM;
+		return -1;
 	}
+	for (i = 0; i < iovcnt; i++) {
+		memcpy(t->wbuf.p + t->wbuf.len, iov[i].iov_base,
+		       iov[i].iov_len);
+		t->wbuf.len += iov[i].iov_len;
+	}
+	if (t->buffered)
+		return (ssize_t)total;
 	/* The handshake: one thread, straight to the lower transport without
 	 * waiting (the handshake loop waits, within its deadline). */
-	n = t->lower->ops->sendv(t->lower, (const struct iovec *)iov, iovcnt,
-				 CN_IO_NONBLOCK);
+	t->wbuf.len = start;
+	n = tls_lower_write(t, t->wbuf.p + start, total, CN_IO_NONBLOCK);
 	return n < 0 ? tls_lower_fail(&t->wr_err, n) : n;
 }
 
@@ -467,30 +479,16 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
  */
 static int tls_write_out(struct tls_transport *t)
 {
-	size_t off = 0, rec = 0;
-	ssize_t n;
+	ssize_t n = tls_lower_write(t, t->wout.p, t->wout.len, 0);
 	int rc;
 
-	while (off < t->wout.len) {
-		size_t end = t->records ? t->wout.ends[rec++] : t->wout.len;
-		struct iovec iov = { t->wout.p + off, end - off };
-
-		n = t->lower->ops->sendv(t->lower, &iov, 1, 0);
-		if (n < 0) {
-			atomic_store(&t->wr_err, (int)n);
-			pthread_mutex_lock(&t->lock);
-			rc = tls_fail_lower(t, (int)n);
-			pthread_mutex_unlock(&t->lock);
-			return rc;
-		}
-		/* A message transport takes a record whole. */
-		off += (size_t)n;
-		if (t->records)
-			off = end;
-		else
-			rec = 0;
-	}
-	return CONNECT_OK;
+	if (n >= 0)
+		return CONNECT_OK;
+	atomic_store(&t->wr_err, (int)n);
+	pthread_mutex_lock(&t->lock);
+	rc = tls_fail_lower(t, (int)n);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }
 
 /*
@@ -518,13 +516,11 @@ static int tls_flush(struct tls_transport *t, bool try)
 			t->wout = t->wbuf;
 			t->wbuf = tmp;
 			t->wbuf.len = 0;
-			t->wbuf.nends = 0;
 			pthread_mutex_unlock(&t->lock);
 			if (t->wout.len == 0)
 				break;
 			rc = tls_write_out(t);
 			t->wout.len = 0;
-			t->wout.nends = 0;
 			if (rc != CONNECT_OK)
 				break;
 		}
@@ -753,7 +749,6 @@ static bool tls_unacked(struct cn_transport *base)
 static void tls_buf_free(struct tls_buf *b)
 {
 	cn_free(b->p);
-	cn_free(b->ends);
 }
 
 static void tls_free(struct tls_transport *t)
