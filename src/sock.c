@@ -16,6 +16,7 @@
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 struct cn_sys cn_sys = { .sendmsg = sendmsg, .recv = recv };
@@ -159,11 +160,14 @@ static bool sock_is_closed(int fd)
 
 int cn_sock_wait_acked(int fd, struct cn_transport *t, size_t grace)
 {
-	int pending, pause = 1;
+	struct timespec pause = { 0, 100000 }; /* 0.1 ms, doubling to 10 */
+	int pending;
 
 	/* SIOCOUTQ counts the bytes not yet acknowledged by the peer (the FIN
 	 * included).  No event tells when it reaches 0: look, with a pause
-	 * growing to 10 ms.  The caller's linger bounds the wait, by abort. */
+	 * growing from 0.1 to 10 ms (a peer that is libconnect acknowledges
+	 * our FIN at once: see tcp_eof).  The caller's linger bounds the
+	 * wait, by abort. */
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = 0 };
 
@@ -174,7 +178,8 @@ int cn_sock_wait_acked(int fd, struct cn_transport *t, size_t grace)
 		/* POLLERR, or a closed socket whose error another thread
 		 * took: the peer reset the connection, and what is pending
 		 * now will never be acknowledged. */
-		if ((poll(&pfd, 1, pause) > 0 && (pfd.revents & POLLERR)) ||
+		if ((ppoll(&pfd, 1, &pause, NULL) > 0 &&
+		     (pfd.revents & POLLERR)) ||
 		    sock_is_closed(fd)) {
 			int err = 0;
 			socklen_t len = sizeof(err);
@@ -191,8 +196,8 @@ int cn_sock_wait_acked(int fd, struct cn_transport *t, size_t grace)
 					       t->peer, pending - 1);
 			return CONNECT_ECONNRESET;
 		}
-		if (pause < 10)
-			pause++;
+		if (pause.tv_nsec < 10000000)
+			pause.tv_nsec *= 2;
 	}
 }
 
