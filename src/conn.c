@@ -695,7 +695,7 @@ static bool lost_in_flight(struct connect_conn *c, uint64_t sent)
 		return false;
 	if (now != sent)
 		return true;
-	return !c->t->ops->unacked || c->t->ops->unacked(c->t);
+	return cn_transport_unacked(c->t);
 }
 
 int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
@@ -1017,41 +1017,34 @@ int connect_conn_error(connect_conn *c, char *buf, size_t len)
 }
 
 /* The addresses are copied at the start and never change. */
-static int copy_addr(const char *src, char *buf, size_t len)
+static int copy_addr(struct connect_conn *c, bool peer, char *buf,
+		     size_t len)
 {
+	const char *src;
 	size_t n;
+	int rc = CONNECT_EINVAL;
 
-	if (!buf)
+	if (!c || !buf)
 		return CONNECT_EINVAL;
+	enter(c);
+	src = peer ? c->peer : c->local;
 	n = strlen(src);
-	if (n >= len)
-		return CONNECT_EINVAL;
-	memcpy(buf, src, n + 1);
-	return CONNECT_OK;
+	if (n < len) {
+		memcpy(buf, src, n + 1);
+		rc = CONNECT_OK;
+	}
+	leave(c);
+	return rc;
 }
 
 int connect_conn_local_addr(connect_conn *c, char *buf, size_t len)
 {
-	int rc;
-
-	if (!c)
-		return CONNECT_EINVAL;
-	enter(c);
-	rc = copy_addr(c->local, buf, len);
-	leave(c);
-	return rc;
+	return copy_addr(c, false, buf, len);
 }
 
 int connect_conn_peer_addr(connect_conn *c, char *buf, size_t len)
 {
-	int rc;
-
-	if (!c)
-		return CONNECT_EINVAL;
-	enter(c);
-	rc = copy_addr(c->peer, buf, len);
-	leave(c);
-	return rc;
+	return copy_addr(c, true, buf, len);
 }
 
 void connect_conn_set_user(connect_conn *c, void *user)

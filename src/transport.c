@@ -38,6 +38,17 @@ int cn_transport_reason(struct cn_transport *t, char *buf, size_t len)
 	return code;
 }
 
+bool cn_transport_unacked(struct cn_transport *t)
+{
+	return !t->ops->unacked || t->ops->unacked(t);
+}
+
+void cn_layer_abort(struct cn_transport *t, struct cn_transport *lower)
+{
+	atomic_store(&t->aborted, 1);
+	lower->ops->abort(lower);
+}
+
 /* The transports: one row each.  Room for classes registered by tests. */
 #define CN_MAX_CLASSES 8
 static const struct cn_transport_class *classes[CN_MAX_CLASSES] = {

@@ -161,6 +161,11 @@ void cn_transport_set_error(struct cn_transport *t, int code, const char *fmt,
 /* Copy the reason text; returns its code (0 if none was set). */
 int cn_transport_reason(struct cn_transport *t, char *buf, size_t len);
 
+/* For layers: the lower transport's unacked (true when it cannot tell),
+ * and an abort that marks the layer and passes down. */
+bool cn_transport_unacked(struct cn_transport *t);
+void cn_layer_abort(struct cn_transport *t, struct cn_transport *lower);
+
 /* ---- listening ----------------------------------------------------------- */
 
 struct cn_tlistener;

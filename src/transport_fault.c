@@ -253,17 +253,12 @@ static int fault_shutdown(struct cn_transport *t, size_t grace)
 
 static void fault_abort(struct cn_transport *t)
 {
-	struct fault_transport *f = fault_of(t);
-
-	atomic_store(&t->aborted, 1);
-	f->lower->ops->abort(f->lower);
+	cn_layer_abort(t, fault_of(t)->lower);
 }
 
 static bool fault_unacked(struct cn_transport *t)
 {
-	struct cn_transport *lower = fault_of(t)->lower;
-
-	return !lower->ops->unacked || lower->ops->unacked(lower);
+	return cn_transport_unacked(fault_of(t)->lower);
 }
 
 static void fault_destroy(struct cn_transport *t)

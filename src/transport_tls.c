@@ -735,15 +735,12 @@ static void tls_abort(struct cn_transport *base)
 	/* No lock and no GnuTLS call: both threads may be inside.  The peer
 	 * sees the stream end without close_notify (unless shutdown sent
 	 * one): a truncation, never a clean end. */
-	atomic_store(&base->aborted, 1);
-	t->lower->ops->abort(t->lower);
+	cn_layer_abort(base, t->lower);
 }
 
 static bool tls_unacked(struct cn_transport *base)
 {
-	struct cn_transport *lower = tls_of(base)->lower;
-
-	return !lower->ops->unacked || lower->ops->unacked(lower);
+	return cn_transport_unacked(tls_of(base)->lower);
 }
 
 static void tls_buf_free(struct tls_buf *b)
