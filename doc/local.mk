@@ -54,6 +54,7 @@ dist_man3_MANS += \
 	doc/man/connect_conn.3 \
 	doc/man/connect_conn_opt.3 \
 	doc/man/connect_conn_peer_addr.3 \
+	doc/man/connect_conn_send_fd.3 \
 	doc/man/connect_conn_user.3 \
 	doc/man/connect_datagram.3 \
 	doc/man/connect_datagram_alloc.3 \
