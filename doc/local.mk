@@ -38,6 +38,7 @@ dist_man3_MANS = \
 	doc/man/connect_recv.3 \
 	doc/man/connect_send.3 \
 	doc/man/connect_set_logger.3 \
+	doc/man/connect_set_recv_memory_limit.3 \
 	doc/man/connect_strerror.3 \
 	doc/man/connect_tls_client.3 \
 	doc/man/connect_tls_config_ca_file.3 \
@@ -78,6 +79,7 @@ dist_man3_MANS += \
 	doc/man/connect_opts_set.3 \
 	doc/man/connect_opts_set_server_name.3 \
 	doc/man/connect_peer_info.3 \
+	doc/man/connect_recv_memory_used.3 \
 	doc/man/connect_recv_wait.3 \
 	doc/man/connect_send_wait.3 \
 	doc/man/connect_stat.3 \
