@@ -34,6 +34,9 @@ bad=$(printf '%s\n' "$syms" | awk '
 			next
 		if (name ~ /^(_init|_fini|_edata|_end|__bss_start|_DYNAMIC|_GLOBAL_OFFSET_TABLE_)$/)
 			next
+		# The version node of src/libconnect.sym.
+		if ($(NF - 1) == "A" && name ~ /^LIBCONNECT_[0-9_.]+$/)
+			next
 		print
 	}')
 count=$(printf '%s\n' "$syms" | awk '$NF ~ /^connect_/' | wc -l)
@@ -42,6 +45,16 @@ if test -n "$bad"; then
 	echo "FAIL: $lib exports symbols outside the connect_* API:"
 	printf '%s\n' "$bad"
 	exit 1
+fi
+# With the version script every export carries a LIBCONNECT_* version.
+if printf '%s\n' "$syms" | grep -q ' A LIBCONNECT_'; then
+	unversioned=$(printf '%s\n' "$syms" |
+		awk '$NF ~ /^connect_/ && $NF !~ /@@?LIBCONNECT_/')
+	if test -n "$unversioned"; then
+		echo "FAIL: $lib exports connect_* symbols without a version:"
+		printf '%s\n' "$unversioned"
+		exit 1
+	fi
 fi
 if test "$count" -eq 0; then
 	echo "FAIL: $lib exports no connect_* symbol at all"
