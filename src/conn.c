@@ -835,12 +835,13 @@ static bool send_wait_ready(void *arg)
 int connect_send_wait(connect_conn *c, connect_datagram *dg, int timeout_ms)
 {
 	struct send_args a = { c, dg };
-	struct cn_waiter w = { send_wait_try, send_wait_ready,
-			       &c->send_waiters, &c->lock, &c->send_cv, &a };
+	struct cn_waiter w;
 	int rc;
 
 	if (!c || !dg)
 		return CONNECT_EINVAL;
+	w = (struct cn_waiter){ send_wait_try, send_wait_ready,
+				&c->send_waiters, &c->lock, &c->send_cv, &a };
 	enter(c);
 	rc = cn_wait(&w, timeout_ms);
 	leave(c);
@@ -930,12 +931,13 @@ static bool recv_wait_ready(void *arg)
 int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
 {
 	struct recv_args a = { c, dgp };
-	struct cn_waiter w = { recv_wait_try, recv_wait_ready,
-			       &c->recv_waiters, &c->lock, &c->recv_cv, &a };
+	struct cn_waiter w;
 	int rc;
 
 	if (!c || !dgp)
 		return CONNECT_EINVAL;
+	w = (struct cn_waiter){ recv_wait_try, recv_wait_ready,
+				&c->recv_waiters, &c->lock, &c->recv_cv, &a };
 	enter(c);
 	rc = cn_wait(&w, timeout_ms);
 	leave(c);
@@ -953,8 +955,6 @@ static int lazy_fd(struct connect_conn *c, _Atomic int *slot,
 {
 	int fd;
 
-	if (!c)
-		return CONNECT_EINVAL;
 	enter(c);
 	pthread_mutex_lock(m);
 	fd = atomic_load(slot);
@@ -990,12 +990,14 @@ static void send_fd_arm(struct connect_conn *c)
 /* Under recv_lock: recv_try clears the descriptor under it. */
 int connect_conn_fd(connect_conn *c)
 {
-	return lazy_fd(c, &c->efd, &c->recv_lock, recv_fd_arm);
+	return c ? lazy_fd(c, &c->efd, &c->recv_lock, recv_fd_arm)
+		 : CONNECT_EINVAL;
 }
 
 int connect_conn_send_fd(connect_conn *c)
 {
-	return lazy_fd(c, &c->sfd, &c->lock, send_fd_arm);
+	return c ? lazy_fd(c, &c->sfd, &c->lock, send_fd_arm)
+		 : CONNECT_EINVAL;
 }
 
 /* ----------------------------------------------------------- inspection */

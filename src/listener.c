@@ -523,12 +523,13 @@ int connect_accept_wait(connect_listener *l, connect_conn **connp,
 			int timeout_ms)
 {
 	struct accept_args a = { l, connp };
-	struct cn_waiter w = { accept_wait_try, accept_wait_ready, NULL,
-			       &l->lock, &l->cv, &a };
+	struct cn_waiter w;
 	int rc;
 
 	if (!l || !connp)
 		return CONNECT_EINVAL;
+	w = (struct cn_waiter){ accept_wait_try, accept_wait_ready, NULL,
+				&l->lock, &l->cv, &a };
 	rc = enter(l) ? cn_wait(&w, timeout_ms) : CONNECT_ECLOSED;
 	leave(l);
 	return rc;
