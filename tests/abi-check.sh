@@ -25,7 +25,7 @@
 # or tool error (abidiff exit bits 1 and 2, no debug info, no abidw).
 #
 # --update rewrites the baseline of the library's soname from LIB; commit
-# the result with the change that needs it (see doc/README-abi.txt).
+# the result with the change that needs it (see "ABI and versions" in README).
 # The library must be built with debug info (-g: the default CFLAGS).
 # Needs abidw and abidiff (Debian: abigail-tools), readelf, and a C
 # compiler (CC, default cc) for the constants.
@@ -164,7 +164,7 @@ done
 
 if test $fail -ne 0; then
 	echo "abi-check: FAIL: $lib breaks the ABI of $soname (see" \
-		"doc/README-abi.txt: restore compatibility, or move the soname" \
+		"README (ABI and versions): restore compatibility, or move the soname" \
 		"and make a new baseline on purpose)"
 	exit 1
 fi

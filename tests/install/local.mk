@@ -16,7 +16,7 @@ installcheck-local:
 		--source '$(srcdir)/tests/install/threaded.c'
 
 # Compare the built libconnect.so with the ABI baseline in abi/ (see
-# doc/README-abi.txt): `make abi-check`; `make abi-update` rewrites the
+# README, "ABI and versions"): `make abi-check`; `make abi-update` rewrites the
 # baseline on purpose.
 abi-check: $(lib_LTLIBRARIES)
 	$(SHELL) '$(srcdir)/tests/abi-check.sh' '$(top_builddir)/src/.libs/libconnect.so'
@@ -30,4 +30,4 @@ EXTRA_DIST += \
 	tests/abi-check.sh \
 	abi/README \
 	abi/libconnect.so.0.abi \
-	doc/README-abi.txt
+	abi/libconnect.so.0.constants
