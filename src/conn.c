@@ -302,7 +302,7 @@ static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
 
 	__cds_wfcq_for_each_blocking_safe(h, tl, node, next) {
 		struct connect_datagram *d =
-			caa_container_of(node, struct connect_datagram, node);
+			cn_container_of(node, struct connect_datagram, node);
 
 		CN_TSAN_ACQUIRE(d);
 		if (rc) {
@@ -388,7 +388,7 @@ static void *writer_main(void *arg)
 
 static struct connect_conn *conn_of_sink(struct cn_sink *s)
 {
-	return caa_container_of(s, struct connect_conn, sink);
+	return cn_container_of(s, struct connect_conn, sink);
 }
 
 static bool queue_is_empty(void *arg)

@@ -27,6 +27,10 @@
 #include "connect.h"
 
 #define CN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* caa_container_of through void *: the member's address is as aligned as
+ * its struct (-Wcast-align cannot know). */
+#define cn_container_of(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
 #define CN_UNUSED __attribute__((unused))
 #define CN_CACHELINE 64
 

@@ -95,7 +95,7 @@ struct connect_datagram *cn_queue_pop(struct cn_queue *q, bool *busy)
 	}
 	if (!node)
 		return NULL;
-	dg = caa_container_of(node, struct connect_datagram, node);
+	dg = cn_container_of(node, struct connect_datagram, node);
 	CN_TSAN_ACQUIRE(dg);
 	cn_queue_release(q, 1, dg->len);
 	return dg;

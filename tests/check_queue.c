@@ -290,7 +290,7 @@ START_TEST(test_splice)
 
 	while ((node = __cds_wfcq_dequeue_blocking(&head, &tail))) {
 		connect_datagram *dg =
-			caa_container_of(node, struct connect_datagram, node);
+			cn_container_of(node, struct connect_datagram, node);
 
 		ck_assert_uint_eq(connect_datagram_tag(dg), n);
 		ck_assert_uint_eq(connect_datagram_size(dg), 1 + n);
@@ -306,11 +306,11 @@ START_TEST(test_splice)
 	ck_assert(cn_queue_splice(&q, &head, &tail));
 	node = __cds_wfcq_dequeue_blocking(&head, &tail);
 	ck_assert_ptr_nonnull(node);
-	ck_assert_uint_eq(connect_datagram_tag(caa_container_of(
+	ck_assert_uint_eq(connect_datagram_tag(cn_container_of(
 				  node, struct connect_datagram, node)),
 			  1000);
 	connect_datagram_free(
-		caa_container_of(node, struct connect_datagram, node));
+		cn_container_of(node, struct connect_datagram, node));
 	ck_assert_ptr_null(__cds_wfcq_dequeue_blocking(&head, &tail));
 	cn_queue_release(&q, 1, 3);
 	check_counters(&q, 0, 0);
@@ -472,7 +472,7 @@ static void *consumer_main(void *arg)
 			if (cn_queue_splice(&mp->q, &head, &tail)) {
 				while ((node = __cds_wfcq_dequeue_blocking(
 						&head, &tail))) {
-					connect_datagram *dg = caa_container_of(
+					connect_datagram *dg = cn_container_of(
 						node, struct connect_datagram,
 						node);
 
