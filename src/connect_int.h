@@ -213,5 +213,9 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
  * the application's reference). */
 void cn_conn_ref(connect_conn *c);
 void cn_conn_unref(connect_conn *c);
+/* The same for listeners (connect_listener_close() releases the
+ * application's reference). */
+void cn_listener_ref(connect_listener *l);
+void cn_listener_unref(connect_listener *l);
 
 #endif /* CONNECT_INT_H */

@@ -16,7 +16,10 @@
  * Locking theory: `lock` guards the ready list, the handshake list, the
  * counters and the error slots.  Accepting is not a hot path, so plain
  * mutex and condition variables.  `users` counts API calls in progress;
- * connect_listener_close() waits on `cv` until it is 0.
+ * connect_listener_close() waits on `cv` until it is 0.  `refs` counts who
+ * holds the memory (the application's handle; later, inboxes fed by the
+ * listener): close stops everything and drops the application's
+ * reference, the memory goes with the last one.
  */
 #include "connect_int.h"
 
@@ -67,6 +70,7 @@ struct connect_listener {
 
 	_Atomic int closing;
 	_Atomic int users;
+	_Atomic int refs;
 
 	int failures;
 	int last_err;
@@ -357,6 +361,19 @@ static void *accept_main(void *arg)
 	return NULL;
 }
 
+static void listener_free(struct connect_listener *l);
+
+void cn_listener_ref(connect_listener *l)
+{
+	atomic_fetch_add(&l->refs, 1);
+}
+
+void cn_listener_unref(connect_listener *l)
+{
+	if (atomic_fetch_sub(&l->refs, 1) == 1)
+		listener_free(l);
+}
+
 static void listener_free(struct connect_listener *l)
 {
 	if (l->tl)
@@ -381,6 +398,7 @@ static int listen_stack(connect_listener **lp, const struct cn_stack *st,
 	if (!l)
 		return CONNECT_ENOMEM;
 	l->ready_fd = -1;
+	atomic_init(&l->refs, 1);
 	pthread_mutex_init(&l->lock, NULL);
 	cn_cond_init(&l->cv);
 	l->tailp = &l->head;
@@ -626,5 +644,5 @@ void connect_listener_close(connect_listener *l)
 		connect_close(r->conn, 0, NULL);
 		cn_free(r);
 	}
-	listener_free(l);
+	cn_listener_unref(l);
 }
