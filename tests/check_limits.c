@@ -165,7 +165,7 @@ START_TEST(rss_returns_after_bursts)
 	size_t rss0, rss1;
 	uint8_t hdr[8];
 
-	if (under_asan() || under_tsan()) {
+	if (under_asan() || under_tsan() || test_light()) {
 		fprintf(stderr, "rss_returns_after_bursts: sanitizers keep "
 				"freed memory; skipped\n");
 		return;

@@ -529,6 +529,11 @@ int threads_settle(int baseline, int timeout_ms)
 	}
 }
 
+bool test_light(void)
+{
+	return getenv("CONNECT_TEST_LIGHT") != NULL;
+}
+
 bool under_asan(void)
 {
 #if defined(__SANITIZE_ADDRESS__)

@@ -193,5 +193,10 @@ int threads_settle(int baseline, int timeout_ms);
 
 /* Running under AddressSanitizer (memory figures are then inflated). */
 bool under_asan(void);
+/*
+ * A slow build (valgrind: tests/valgrind.sh sets CONNECT_TEST_LIGHT):
+ * the tests that move large volumes move less, with the same checks.
+ */
+bool test_light(void);
 
 #endif /* CONNECT_TESTS_HELPERS_H */

@@ -7,6 +7,9 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 top=${abs_top_builddir:-.}
+# The tests that move large volumes move less (the same checks).
+CONNECT_TEST_LIGHT=1
+export CONNECT_TEST_LIGHT
 exec "$top/libtool" --mode=execute valgrind --quiet --error-exitcode=99 \
 	--leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--show-leak-kinds=definite,indirect --num-callers=30 \
