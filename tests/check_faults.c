@@ -542,8 +542,10 @@ START_TEST(thread_creation_fails)
 		}
 		connect_close(c, 0, NULL);
 		connect_close(s, 0, NULL);
-		cn_pthread_create = pthread_create;
-		/* The listener, if any, serves the next client. */
+		/* The listener, if any, serves the next client.  (The hook
+		 * is changed only while no library thread runs; until then
+		 * it fails nothing more.) */
+		atomic_store(&thr_fail_at, 0);
 		if (l) {
 			c = t_dial_ok(T_TLS, connect_listener_port(l), NULL);
 			s = t_accept_ok(l, scaled_ms(5000));
@@ -551,6 +553,8 @@ START_TEST(thread_creation_fails)
 			connect_close(s, 0, NULL);
 		}
 		connect_listener_close(l);
+		/* Changed only while no library thread runs. */
+		cn_pthread_create = pthread_create;
 	}
 	cn_pthread_create = pthread_create;
 }

@@ -344,6 +344,16 @@ END_TEST
 /* Out of descriptors                                                      */
 /* ---------------------------------------------------------------------- */
 
+static void pair_works(connect_conn *c, connect_conn *s)
+{
+	connect_datagram *dg;
+
+	ck_assert_int_eq(connect_send(c, dg_make(1, 0, 10)), CONNECT_OK);
+	ck_assert_int_eq(connect_recv_wait(s, &dg, scaled_ms(5000)),
+			 CONNECT_OK);
+	connect_datagram_free(dg);
+}
+
 /*
  * With the descriptor limit reached, dialing fails with a clear error,
  * the listener keeps running (it logs and retries) and serves again once
@@ -368,18 +378,16 @@ START_TEST(out_of_descriptors)
 	rc = t_dial(T_TCP4, connect_listener_port(l), NULL, &c2);
 	ck_assert_msg(rc != CONNECT_OK && known_code(rc), "dial: %s",
 		      connect_err_name(rc));
-	/* The existing pair still works. */
-	ck_assert_int_eq(connect_send(c, dg_make(1, 0, 10)), CONNECT_OK);
-	{
-		connect_datagram *dg;
-
-		ck_assert_int_eq(connect_recv_wait(s, &dg, scaled_ms(5000)),
-				 CONNECT_OK);
-		connect_datagram_free(dg);
-	}
+	/* The existing pair still works, without a descriptor to spare.
+	 * (Not under ThreadSanitizer: it reports liburcu's queue, which
+	 * tests/tsan.supp suppresses by name, and needs descriptors to
+	 * find the names.) */
+	if (!under_tsan())
+		pair_works(c, s);
 	while (n > 0)
 		close(fds[--n]);
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	pair_works(c, s);
 	/* And the listener serves again. */
 	c2 = t_dial_ok(T_TCP4, connect_listener_port(l), NULL);
 	s2 = t_accept_ok(l, scaled_ms(5000));
