@@ -14,11 +14,15 @@
 
 static size_t page_size(void)
 {
-	static size_t ps;
+	/* Any thread may be first: the value is the same for all. */
+	static _Atomic size_t ps;
+	size_t v = atomic_load_explicit(&ps, memory_order_relaxed);
 
-	if (!ps)
-		ps = (size_t)sysconf(_SC_PAGESIZE);
-	return ps;
+	if (!v) {
+		v = (size_t)sysconf(_SC_PAGESIZE);
+		atomic_store_explicit(&ps, v, memory_order_relaxed);
+	}
+	return v;
 }
 
 /* Mapped only with the library's own allocator: a test's hook sees every
@@ -94,11 +98,23 @@ struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
 
 		if (want <= old)
 			return dg;
+#ifndef CN_TSAN
 		n = mremap(dg, old, want, MREMAP_MAYMOVE);
 		if (n == MAP_FAILED)
 			return NULL;
 		n->map_pages = (uint32_t)(want / page_size());
 		return n;
+#else
+		/* ThreadSanitizer does not follow mremap (it would see the
+		 * moved bytes as racing): map anew and copy instead. */
+		n = map_huge(want);
+		if (!n)
+			return NULL;
+		memcpy(n, dg, sizeof(*dg) + old_cap);
+		n->map_pages = (uint32_t)(want / page_size());
+		munmap(dg, old);
+		return n;
+#endif
 	}
 	if (!map_it(cap)) {
 		n = cn_realloc(dg, sizeof(*dg) + cap);
