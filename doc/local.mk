@@ -29,6 +29,7 @@ dist_man3_MANS = \
 	doc/man/connect_conn_stat.3 \
 	doc/man/connect_datagram_new.3 \
 	doc/man/connect_dial.3 \
+	doc/man/connect_inbox_new.3 \
 	doc/man/connect_listen.3 \
 	doc/man/connect_listener_close.3 \
 	doc/man/connect_listener_port.3 \
@@ -51,6 +52,17 @@ dist_man3_MANS = \
 
 # Section 3: ".so" links to the pages above, one per other name.
 dist_man3_MANS += \
+	doc/man/connect_conn_attach.3 \
+	doc/man/connect_inbox.3 \
+	doc/man/connect_inbox_close.3 \
+	doc/man/connect_inbox_fd.3 \
+	doc/man/connect_inbox_pop.3 \
+	doc/man/connect_inbox_pop_wait.3 \
+	doc/man/connect_inbox_stat.3 \
+	doc/man/connect_item.3 \
+	doc/man/connect_item_done.3 \
+	doc/man/connect_item_kind.3 \
+	doc/man/connect_listener_set_inbox.3 \
 	doc/man/connect_accept_wait.3 \
 	doc/man/connect_conn.3 \
 	doc/man/connect_conn_opt.3 \

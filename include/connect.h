@@ -126,7 +126,10 @@ extern "C" {
 	   "address not available: not an address of this host")              \
 	XX(EDEADPEER, -32,                                                     \
 	   "the peer stopped responding (keepalive, user timeout, receive "   \
-	   "idle or frame timeout)")
+	   "idle or frame timeout)")                                          \
+	XX(EATTACHED, -33,                                                     \
+	   "the connection is attached to an inbox: receive from the inbox")  \
+	XX(ELIMIT, -34, "limit reached: the inbox holds its most connections")
 
 enum connect_err {
 #define CONNECT_ERR_ENUM_(name, val, text) CONNECT_##name = (val),
@@ -287,6 +290,19 @@ enum connect_opt {
 	 * cannot hold the reader forever.  0: never.  Default 0; set it above
 	 * the time the largest expected message takes to arrive. */
 	CONNECT_OPT_FRAME_TIMEOUT_MS = 18,
+	/* Inboxes (connect_inbox_new): how many bytes of payload and how
+	 * many datagrams may wait in the inbox, over all its connections.
+	 * At either bound the readers of its connections stop reading (the
+	 * peers are slowed by flow control) until the workers have taken
+	 * half.  Defaults 256 MiB and 1,048,576; ranges 1 .. 2^62. */
+	CONNECT_OPT_INBOX_BYTES = 19,
+	CONNECT_OPT_INBOX_MSGS = 20,
+	/* Inboxes: the most connections attached at once.  Past it,
+	 * connect_conn_attach() says CONNECT_ELIMIT and a listener feeding
+	 * the inbox stops accepting (clients wait in the kernel's backlog)
+	 * until a connection ends.  Default 0: no limit other than the
+	 * system's (descriptors, threads). */
+	CONNECT_OPT_INBOX_MAX_CONNS = 21,
 };
 
 /*
@@ -762,6 +778,202 @@ CONNECT_API int connect_tls_listen(connect_listener **lp, const char *addr,
 CONNECT_API int connect_listener_tls_failures(connect_listener *l,
 					      int *last_err, char *buf,
 					      size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Inboxes: many connections, one queue, a pool of worker threads           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An inbox is one queue that the reader threads of many connections feed
+ * and that any number of worker threads pop from.  A complete server:
+ *
+ *     connect_inbox_new(&ib, 0, NULL);
+ *     connect_listen(&l, "tcp://0.0.0.0:7000", NULL, NULL);
+ *     connect_listener_set_inbox(l, ib);      every accepted connection
+ *                                             is attached to ib
+ *     N workers:  connect_item it;
+ *                 while (connect_inbox_pop_wait(ib, &it, -1) == CONNECT_OK) {
+ *                         if (it.kind == CONNECT_ITEM_DATAGRAM)
+ *                                 connect_send(it.conn, it.dg);  (echo)
+ *                         connect_item_done(&it);
+ *                 }
+ *     shutdown:   connect_listener_close(l);
+ *                 connect_inbox_close(ib, 1000, NULL);  (workers wake
+ *                                             with CONNECT_ECLOSED)
+ *                 join the workers.
+ *
+ * ITEMS.  Each item is one of:
+ *   CONNECT_ITEM_ATTACHED  the connection was attached (by
+ *                          connect_conn_attach(), or accepted by a listener
+ *                          that feeds the inbox); always its first item.
+ *   CONNECT_ITEM_DATAGRAM  a datagram it received, in it.dg.
+ *   CONNECT_ITEM_END       it ended: it.code is CONNECT_EEOF (the peer
+ *                          closed cleanly) or the error (the text:
+ *                          connect_conn_error(it.conn, ...)).  Always its
+ *                          last item, after every datagram that came
+ *                          before the end.
+ *
+ * ORDER.  The items of one connection are handed out in the order they
+ * arrived, each exactly once.  By default (flags 0) once an item is popped
+ * the connection's next item may be popped by another worker at once, so
+ * two workers may process two datagrams of one connection at the same time
+ * and finish in either order; only the hand-out is ordered.  With
+ * CONNECT_INBOX_STRAND, while a worker holds an item of connection X (from
+ * the pop until connect_item_done()), no worker gets X's next item: the
+ * items of one connection are processed one at a time, in order (a
+ * strand), while other connections' items go to the other workers.
+ * Connections take turns: one busy connection cannot starve the others.
+ *
+ * HANDLES.  An item holds a reference to its connection until
+ * connect_item_done(): it.conn stays valid memory, whatever other threads
+ * do, so a worker may send on it or close it while other workers hold
+ * items of the same connection.  Calls on a connection that was closed
+ * return CONNECT_ECLOSED and touch nothing else.  it.user is the
+ * connection's user pointer (connect_conn_set_user()) when the item was
+ * popped: the worker's session state, with no lookup table.
+ *
+ * WHO CLOSES.  A connection attached to an inbox is closed by the library
+ * once its END item is done (with its CONNECT_OPT_LINGER_MS after a clean
+ * end, at once after an error), on a thread of the inbox's, so that no
+ * worker waits for a slow peer; and by connect_inbox_close().  A worker
+ * may close it earlier with connect_close(it.conn, ...) (to drop a client;
+ * its END item follows).  A connection the application dialed or accepted
+ * itself and then attached stays the application's handle as well: it
+ * calls connect_close() on it once, as always (CONNECT_ECLOSED if the
+ * inbox closed it already).  Connections accepted by a listener that feeds
+ * an inbox belong to the inbox alone.
+ *
+ * THE ONE-CONNECTION API.  An attached connection's datagrams go to the
+ * inbox only: connect_recv*() and connect_conn_fd() on it return
+ * CONNECT_EATTACHED.  Sending, statistics, addresses, the user pointer and
+ * connect_close() work as without an inbox.  Connections never attached
+ * are untouched by all of this.
+ *
+ * FLOW CONTROL.  Each connection keeps its CONNECT_OPT_RECV_QUEUE_* bounds;
+ * the inbox adds CONNECT_OPT_INBOX_BYTES / _MSGS over all of them.  At a
+ * bound, readers stop reading until the workers catch up: memory stays
+ * bounded, nothing is dropped.
+ *
+ * THREAD SAFETY.  Every inbox call may run from any thread at the same time
+ * as any other, except connect_inbox_close(), which wakes the calls waiting
+ * in it (CONNECT_ECLOSED) and waits for the calls in progress to leave; as
+ * with connect_close(), no call may start after it.  An item is a plain
+ * struct owned by the worker that popped it.
+ */
+typedef struct connect_inbox connect_inbox;
+
+enum connect_item_kind {
+	CONNECT_ITEM_ATTACHED = 1,
+	CONNECT_ITEM_DATAGRAM = 2,
+	CONNECT_ITEM_END = 3,
+};
+
+/* connect_inbox_new() flags. */
+#define CONNECT_INBOX_STRAND 0x1u
+
+typedef struct connect_item {
+	int kind;             /* enum connect_item_kind */
+	int code;             /* END: CONNECT_EEOF or the error; else 0 */
+	connect_conn *conn;   /* the connection, held until connect_item_done */
+	connect_datagram *dg; /* DATAGRAM: the datagram, now the caller's (send
+			       * it, or free it); NULL for events */
+	void *user;           /* the connection's user pointer at the pop */
+	void *internal_[2];   /* the library's */
+} connect_item;
+
+/*
+ * Create an inbox.  flags: 0 or CONNECT_INBOX_STRAND.  opts (NULL for the
+ * defaults): CONNECT_OPT_INBOX_BYTES, _MSGS, _MAX_CONNS; other options are
+ * ignored.  Starts one thread (it closes ended connections).  Returns
+ * CONNECT_OK and sets *ibp, CONNECT_EINVAL (ibp NULL, unknown flags),
+ * CONNECT_ENOMEM or CONNECT_ETHREAD; on failure *ibp is untouched.
+ */
+CONNECT_API int connect_inbox_new(connect_inbox **ibp, unsigned flags,
+				  const connect_opts *opts);
+
+/*
+ * Close an inbox: waiting pops return CONNECT_ECLOSED, and every attached
+ * connection is closed, all at once: each may flush what it has queued
+ * for up to linger_ms (< 0: each connection's CONNECT_OPT_LINGER_MS; 0:
+ * cut at once).  Datagrams received but never popped are freed; their
+ * number goes to *dropped (may be NULL).  Items still held stay valid until
+ * connect_item_done().  A listener that feeds the inbox must be closed
+ * first (its later connections would be closed at once).  Returns
+ * CONNECT_OK when every connection flushed and ended cleanly,
+ * CONNECT_ETIMEDOUT when some did not (their unsent datagrams are counted
+ * in *dropped too), CONNECT_EINVAL for NULL.  Frees the inbox once the
+ * last connection and item referring to it are gone.
+ */
+CONNECT_API int connect_inbox_close(connect_inbox *ib, int linger_ms,
+				    size_t *dropped);
+
+/*
+ * Pop the next item without blocking.  Returns CONNECT_OK and fills *item,
+ * CONNECT_EAGAIN when there is none, CONNECT_ECLOSED once the inbox is
+ * closing, CONNECT_EINVAL for NULL arguments.  Every item popped must be
+ * given back with connect_item_done().
+ */
+CONNECT_API int connect_inbox_pop(connect_inbox *ib, connect_item *item);
+
+/*
+ * As connect_inbox_pop(), waiting up to timeout_ms (< 0: without a limit)
+ * for an item.  CONNECT_ETIMEDOUT when none came.
+ */
+CONNECT_API int connect_inbox_pop_wait(connect_inbox *ib, connect_item *item,
+				       int timeout_ms);
+
+/*
+ * A descriptor that polls readable while items wait (level-triggered; a
+ * worker woken by it calls connect_inbox_pop(), which may still say
+ * CONNECT_EAGAIN when another worker was faster), and once the inbox is
+ * closing.  Owned by the inbox.  Returns the descriptor, CONNECT_EINVAL or
+ * CONNECT_ESYSTEM.
+ */
+CONNECT_API int connect_inbox_fd(connect_inbox *ib);
+
+/*
+ * Give an item back: drop its hold on the connection and, in strand mode,
+ * let the connection's next item go.  For an END item, the library then
+ * closes the connection (see WHO CLOSES).  The datagram (it.dg) is not
+ * touched: it is the caller's.  Clears *item.  NULL, and an item already
+ * done, are ignored.
+ */
+CONNECT_API void connect_item_done(connect_item *item);
+
+/*
+ * Attach a connection to an inbox: from now on its datagrams and its end
+ * go there, after an ATTACHED item.  Datagrams it received before and that
+ * were not taken by connect_recv*() come first, in order: nothing is lost
+ * or reordered.  The application keeps its handle (see WHO CLOSES).
+ * Returns CONNECT_OK, CONNECT_EINVAL (NULL, or attached already),
+ * CONNECT_ECLOSED (the connection or the inbox is closing), CONNECT_ELIMIT
+ * (CONNECT_OPT_INBOX_MAX_CONNS reached).
+ */
+CONNECT_API int connect_conn_attach(connect_conn *conn, connect_inbox *ib);
+
+/*
+ * Make a listener feed an inbox: every connection it accepts from now on
+ * (and every one waiting for connect_accept()) is attached to ib, and
+ * connect_accept*() return CONNECT_EATTACHED.  The listener holds a
+ * reference to the inbox.  Returns CONNECT_OK, CONNECT_EINVAL (NULL, or
+ * feeding an inbox already) or CONNECT_ECLOSED.
+ */
+CONNECT_API int connect_listener_set_inbox(connect_listener *l,
+					   connect_inbox *ib);
+
+enum connect_inbox_stat {
+	CONNECT_INBOX_STAT_CONNS = 1,        /* connections attached now */
+	CONNECT_INBOX_STAT_QUEUED = 2,       /* datagrams waiting */
+	CONNECT_INBOX_STAT_QUEUED_BYTES = 3, /* their payload bytes */
+	CONNECT_INBOX_STAT_ATTACHED = 4,     /* connections ever attached */
+	CONNECT_INBOX_STAT_ENDED = 5,        /* END items handed out */
+	CONNECT_INBOX_STAT_CLOSING = 6,      /* ended connections the inbox's
+					      * thread has still to close */
+};
+
+/* Read a counter.  Returns CONNECT_OK, or CONNECT_EINVAL. */
+CONNECT_API int connect_inbox_stat(connect_inbox *ib, int stat,
+				   uint64_t *value);
 
 #ifdef __cplusplus
 }

@@ -21,15 +21,18 @@
  *     registers.  connect_close() sets `closing`, wakes every sleeper and
  *     waits on close_cv for `users` to reach 0 (the last call to leave
  *     signals it) before tearing the connection down.
- *   - `refs` counts who holds the memory: the application's handle, and
- *     (later) items of an inbox.  connect_close() stops and joins the
- *     threads and destroys the transport, and drops the application's
+ *   - `refs` counts who holds the memory: the application's handle
+ *     (`app_ref`), an inbox it is attached to, and the inbox items that
+ *     name it.  Closing (claimed once, by whoever comes first: the
+ *     application, a worker, the inbox) stops and joins the threads and
+ *     destroys the transport; connect_close() then drops the application's
  *     reference; the memory goes with the last reference.  What a
  *     reference holder may still call after the close (sends, receives)
  *     returns CONNECT_ECLOSED without touching the transport.
- *   - Received datagrams go to a sink (sink.h).  The connection's own
- *     inbound queue is the sink here; the reader knows it only through
- *     the sink operations.
+ *   - Received datagrams go to a sink (sink.h): the connection's own
+ *     inbound queue.  Attached to an inbox, the queue stays where the
+ *     datagrams wait, and the sink's wake-ups queue the connection on the
+ *     inbox instead (inbox.h).
  */
 #include "connect_int.h"
 
@@ -42,6 +45,7 @@
 
 #include "codec.h"
 #include "queue.h"
+#include "inbox.h"
 #include "sink.h"
 #include "transport.h"
 #include "alloc.h"
@@ -98,7 +102,23 @@ struct connect_conn {
 	_Atomic uint64_t dropped; /* accepted datagrams the writer gave up */
 
 	pthread_t reader, writer;
+
+	/* Closing (cn_conn_close_begin/_end). */
+	_Atomic int claimed; /* somebody began to close it */
+	_Atomic int app_ref; /* the application still holds its handle */
+	int close_linger;
+	int64_t close_deadline;
+
+	/* Inbox (inbox.h).  `inbox` is set once, under recv_lock. */
+	_Atomic(connect_inbox *) inbox;
+	struct cds_wfcq_node token __attribute__((aligned(CN_CACHELINE)));
+	_Atomic int sched;
+	_Atomic int attach_pending;
+	_Atomic int end_delivered;
+	struct cn_inbox_link link;
 };
+
+enum { TOK_IDLE, TOK_READY, TOK_HELD, TOK_HELD_MORE };
 
 static void conn_free(struct connect_conn *c);
 
@@ -398,12 +418,65 @@ static bool queue_is_empty(void *arg)
 	return cn_queue_empty(&c->in);
 }
 
-/* Sleep while the inbound queue is full.  False when closing. */
+/* ---- attached to an inbox: the token (inbox.h) ---- */
+
+/* Something arrived for the inbox: queue the token, or tell its holder. */
+static void sched_kick(struct connect_conn *c, connect_inbox *ib)
+{
+	int s = atomic_load(&c->sched);
+
+	for (;;) {
+		if (s == TOK_IDLE) {
+			if (atomic_compare_exchange_weak(&c->sched, &s,
+							 TOK_READY)) {
+				cn_inbox_ready(ib, &c->token);
+				return;
+			}
+		} else if (s == TOK_HELD) {
+			if (atomic_compare_exchange_weak(&c->sched, &s,
+							 TOK_HELD_MORE))
+				return;
+		} else {
+			return; /* queued, or its holder will look again */
+		}
+	}
+}
+
+static bool sched_has_work(struct connect_conn *c)
+{
+	return atomic_load(&c->attach_pending) || !cn_queue_empty(&c->in) ||
+	       (atomic_load(&c->rx_done) && !atomic_load(&c->end_delivered));
+}
+
+/* The holder lets go: queue the token again if there is more. */
+static void sched_release(struct connect_conn *c, connect_inbox *ib)
+{
+	for (;;) {
+		int s = TOK_HELD;
+
+		if (sched_has_work(c)) {
+			atomic_store(&c->sched, TOK_READY);
+			cn_inbox_ready(ib, &c->token);
+			return;
+		}
+		if (atomic_compare_exchange_strong(&c->sched, &s, TOK_IDLE))
+			return;
+		/* HELD_MORE: something arrived; look again. */
+		atomic_store(&c->sched, TOK_HELD);
+	}
+}
+
+/* ---- the connection's own inbound queue, as a sink ---- */
+
+/* Sleep while the inbound queue (or the inbox) is full.  False when
+ * closing. */
 static bool queue_wait_room(struct cn_sink *s)
 {
 	struct connect_conn *c = conn_of_sink(s);
+	connect_inbox *ib = atomic_load(&c->inbox);
 
-	if (!cn_queue_full(&c->in) && !(c->rxmem && cn_rxmem_over()))
+	if (!cn_queue_full(&c->in) && !(c->rxmem && cn_rxmem_over()) &&
+	    !(ib && cn_inbox_full(ib)))
 		return true;
 	if (cn_queue_full(&c->in)) {
 		pthread_mutex_lock(&c->lock);
@@ -424,25 +497,39 @@ static bool queue_wait_room(struct cn_sink *s)
 		cn_rxmem_wait(&c->closing, queue_is_empty, c);
 		atomic_store(&c->rx_parked, 0);
 	}
+	/* The inbox's bound: its workers drain every connection, so waiting
+	 * here cannot deadlock. */
+	if (ib && cn_inbox_full(ib))
+		cn_inbox_wait_room(ib, &c->closing);
 	return !atomic_load(&c->closing);
 }
 
 static bool queue_push(struct cn_sink *s, struct connect_datagram *dg)
 {
 	struct connect_conn *c = conn_of_sink(s);
+	connect_inbox *ib = atomic_load(&c->inbox);
 
 	/* Count before the push, so a consumer that pops it at once never
 	 * counts below 0. */
 	cn_queue_account(&c->in, 1, dg->len);
 	if (c->rxmem)
 		cn_rxmem_add(dg->len);
+	if (ib) {
+		dg->flags |= CN_DG_INBOX;
+		cn_inbox_count(ib, dg->len);
+	}
 	return cn_queue_push(&c->in, dg);
 }
 
 static void queue_wake(struct cn_sink *s)
 {
 	struct connect_conn *c = conn_of_sink(s);
+	connect_inbox *ib = atomic_load(&c->inbox);
 
+	if (ib) {
+		sched_kick(c, ib);
+		return;
+	}
 	wake_if(c, &c->recv_waiters, &c->recv_cv);
 	efd_signal(c);
 }
@@ -450,10 +537,14 @@ static void queue_wake(struct cn_sink *s)
 static void queue_end(struct cn_sink *s, int code)
 {
 	struct connect_conn *c = conn_of_sink(s);
+	connect_inbox *ib;
 
 	/* Published after the last push: a consumer that sees rx_done and
 	 * then finds the queue empty has everything. */
 	atomic_store(&c->rx_done, code);
+	ib = atomic_load(&c->inbox);
+	if (ib)
+		sched_kick(c, ib);
 	pthread_mutex_lock(&c->lock);
 	pthread_cond_broadcast(&c->recv_cv);
 	pthread_mutex_unlock(&c->lock);
@@ -609,7 +700,11 @@ static void *reader_main(void *arg)
 
 static void conn_free(struct connect_conn *c)
 {
+	connect_inbox *ib = atomic_load(&c->inbox);
 	int fd = atomic_load(&c->efd);
+
+	if (ib)
+		cn_inbox_unref(ib);
 
 	if (fd >= 0)
 		close(fd);
@@ -626,8 +721,12 @@ static void conn_free(struct connect_conn *c)
 	cn_free_aligned(c);
 }
 
+static int attach_prepare(struct connect_conn *c, connect_inbox *ib,
+			  bool owned);
+static void attach_kick(struct connect_conn *c, connect_inbox *ib);
+
 int cn_conn_start(connect_conn **connp, struct cn_transport *t,
-		  const struct connect_opts *opts)
+		  const struct connect_opts *opts, connect_inbox *ib)
 {
 	struct connect_conn *c;
 	size_t stack;
@@ -644,6 +743,8 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	c->sink.ops = &queue_sink_ops;
 	c->rxmem = cn_rxmem_enabled();
 	atomic_init(&c->refs, 1);
+	atomic_init(&c->app_ref, 1);
+	c->link.conn = c;
 	memcpy(c->local, t->local, sizeof(c->local));
 	memcpy(c->peer, t->peer, sizeof(c->peer));
 	cn_queue_init(&c->out, (uint64_t)c->opts.v[CONNECT_OPT_SEND_QUEUE_BYTES],
@@ -661,6 +762,13 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	atomic_init(&c->sfd, -1);
 	c->shutdown_rc = CONNECT_ETIMEDOUT;
 
+	/* Attached before the reader starts: everything it receives is
+	 * counted in the inbox's bounds. */
+	if (ib) {
+		rc = attach_prepare(c, ib, true);
+		if (rc)
+			goto fail;
+	}
 	stack = (size_t)c->opts.v[CONNECT_OPT_THREAD_STACK];
 	rc = cn_thread_start(&c->writer, writer_main, c, stack);
 	if (rc)
@@ -674,9 +782,13 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 		pthread_join(c->writer, NULL);
 		goto fail;
 	}
+	if (ib)
+		attach_kick(c, ib);
 	*connp = c;
 	return CONNECT_OK;
 fail:
+	if (atomic_load(&c->inbox))
+		cn_inbox_remove(ib, &c->link);
 	t->ops->destroy(t);
 	cn_queue_fini(&c->out);
 	cn_queue_fini(&c->in);
@@ -698,18 +810,34 @@ static bool lost_in_flight(struct connect_conn *c, uint64_t sent)
 	return cn_transport_unacked(c->t);
 }
 
-int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
+/* A datagram leaves the inbound queue (for the application, a worker, or
+ * the bin): release the bounds it counted against.  The caller holds
+ * recv_lock or is the last user. */
+static void rx_taken(struct connect_conn *c, struct connect_datagram *dg)
 {
-	uint64_t sent;
-	int64_t deadline;
-	int rc, tx;
-	size_t left;
+	if (c->rxmem) {
+		cn_rxmem_sub(dg->len);
+		/* Seq-cst after the pop: either the parked reader sees the
+		 * queue empty, or we see it parked. */
+		if (atomic_load(&c->rx_parked) && cn_queue_empty(&c->in))
+			cn_rxmem_wake_all();
+	}
+	if (dg->flags & CN_DG_INBOX) {
+		dg->flags &= (uint16_t)~CN_DG_INBOX;
+		cn_inbox_uncount(atomic_load(&c->inbox), dg->len);
+	}
+}
 
-	if (!c)
-		return CONNECT_EINVAL;
+bool cn_conn_close_begin(struct connect_conn *c, int linger_ms)
+{
+	connect_inbox *ib;
+
+	if (atomic_exchange(&c->claimed, 1))
+		return false;
 	if (linger_ms < 0)
 		linger_ms = (int)c->opts.v[CONNECT_OPT_LINGER_MS];
-	deadline = cn_deadline(linger_ms);
+	c->close_linger = linger_ms;
+	c->close_deadline = cn_deadline(linger_ms);
 
 	/* 1. Refuse new work and wake every waiting call; wait for the
 	 * calls in progress to leave (they return CONNECT_ECLOSED). */
@@ -717,6 +845,9 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	wake_all(c);
 	send_fd_wake(c);
 	cn_rxmem_wake_all();
+	ib = atomic_load(&c->inbox);
+	if (ib)
+		cn_inbox_wake_room(ib);
 	pthread_mutex_lock(&c->lock);
 	while (atomic_load(&c->users) > 0)
 		pthread_cond_wait(&c->close_cv, &c->lock);
@@ -727,10 +858,24 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	if (linger_ms > 0) {
 		atomic_store(&c->flush, 1);
 		wake_all(c);
+	}
+	return true;
+}
+
+int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
+		      size_t *undelivered)
+{
+	struct connect_datagram *dg;
+	size_t left, dropped_in = 0;
+	uint64_t sent;
+	bool busy;
+	int rc, tx;
+
+	if (c->close_linger > 0) {
 		pthread_mutex_lock(&c->lock);
 		while (!c->writer_done)
 			if (!cn_cond_wait_until(&c->close_cv, &c->lock,
-						deadline))
+						c->close_deadline))
 				break;
 		pthread_mutex_unlock(&c->lock);
 	}
@@ -745,20 +890,27 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	pthread_join(c->writer, NULL);
 	pthread_join(c->reader, NULL);
 
-	/* 4. Free. */
+	/* 4. Free what is queued (an inbox's worker may still be taking
+	 * from the inbound queue: under recv_lock). */
 	left = cn_queue_fini(&c->out) + (size_t)atomic_load(&c->dropped);
-	if (c->rxmem)
-		cn_rxmem_sub(cn_queue_bytes(&c->in));
-	cn_queue_fini(&c->in);
+	pthread_mutex_lock(&c->recv_lock);
+	while ((dg = cn_queue_pop(&c->in, &busy)) != NULL || busy) {
+		if (dg) {
+			rx_taken(c, dg);
+			cn_datagram_free(dg);
+			dropped_in++;
+		}
+	}
+	pthread_mutex_unlock(&c->recv_lock);
 	tx = atomic_load(&c->tx_err);
 	rc = c->shutdown_rc;
 	/* rc: CONNECT_OK when flushed and ended cleanly, else why the clean
 	 * end failed, or CONNECT_ETIMEDOUT when it was never tried. */
 	if (tx && tx != CONNECT_ECLOSED)
 		rc = tx; /* the writer failed */
-	else if (linger_ms == 0 && left == 0 && !lost_in_flight(c, sent))
+	else if (c->close_linger == 0 && left == 0 && !lost_in_flight(c, sent))
 		rc = CONNECT_OK; /* an abort was asked for, nothing lost */
-	else if (linger_ms == 0)
+	else if (c->close_linger == 0)
 		rc = CONNECT_ETIMEDOUT; /* the abort may have lost data */
 	else if (rc == CONNECT_ECLOSED)
 		rc = CONNECT_ETIMEDOUT; /* the deadline cut the shutdown */
@@ -766,8 +918,33 @@ int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
 	c->t = NULL;
 	if (unsent)
 		*unsent = left;
-	cn_conn_unref(c);
+	if (undelivered)
+		*undelivered = dropped_in;
 	return rc;
+}
+
+int connect_close(connect_conn *c, int linger_ms, size_t *unsent)
+{
+	size_t left = 0;
+	int rc = CONNECT_ECLOSED;
+
+	if (!c)
+		return CONNECT_EINVAL;
+	/* Somebody else (an inbox, a worker) may have closed it already. */
+	if (cn_conn_close_begin(c, linger_ms))
+		rc = cn_conn_close_end(c, &left, NULL);
+	if (unsent)
+		*unsent = left;
+	if (atomic_exchange(&c->app_ref, 0))
+		cn_conn_unref(c);
+	return rc;
+}
+
+int cn_conn_end_linger(struct connect_conn *c)
+{
+	return atomic_load(&c->rx_done) == CONNECT_EEOF
+		       ? (int)c->opts.v[CONNECT_OPT_LINGER_MS]
+		       : 0;
 }
 
 /* ------------------------------------------------------------------ send */
@@ -859,6 +1036,10 @@ static int recv_try(struct connect_conn *c, struct connect_datagram **dgp)
 	if (atomic_load(&c->closing))
 		return CONNECT_ECLOSED;
 	pthread_mutex_lock(&c->recv_lock);
+	if (atomic_load(&c->inbox)) {
+		pthread_mutex_unlock(&c->recv_lock);
+		return CONNECT_EATTACHED;
+	}
 	dg = cn_queue_pop(&c->in, &busy);
 	done = atomic_load(&c->rx_done);
 	if (!dg && !busy && done) {
@@ -878,14 +1059,7 @@ static int recv_try(struct connect_conn *c, struct connect_datagram **dgp)
 	}
 	pthread_mutex_unlock(&c->recv_lock);
 	if (dg) {
-		if (c->rxmem) {
-			cn_rxmem_sub(dg->len);
-			/* Seq-cst after the pop: either the parked reader
-			 * sees the queue empty, or we see it parked. */
-			if (atomic_load(&c->rx_parked) &&
-			    cn_queue_empty(&c->in))
-				cn_rxmem_wake_all();
-		}
+		rx_taken(c, dg);
 		if (atomic_load(&c->reader_sleeping) && cn_queue_low(&c->in))
 			wake_if(c, &c->reader_sleeping, &c->reader_cv);
 		*dgp = dg;
@@ -925,7 +1099,7 @@ static bool recv_wait_ready(void *arg)
 	struct connect_conn *c = ((struct recv_args *)arg)->c;
 
 	return !cn_queue_empty(&c->in) || atomic_load(&c->rx_done) ||
-	       atomic_load(&c->closing);
+	       atomic_load(&c->closing) || atomic_load(&c->inbox);
 }
 
 int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
@@ -990,8 +1164,11 @@ static void send_fd_arm(struct connect_conn *c)
 /* Under recv_lock: recv_try clears the descriptor under it. */
 int connect_conn_fd(connect_conn *c)
 {
-	return c ? lazy_fd(c, &c->efd, &c->recv_lock, recv_fd_arm)
-		 : CONNECT_EINVAL;
+	if (!c)
+		return CONNECT_EINVAL;
+	if (atomic_load(&c->inbox))
+		return CONNECT_EATTACHED;
+	return lazy_fd(c, &c->efd, &c->recv_lock, recv_fd_arm);
 }
 
 int connect_conn_send_fd(connect_conn *c)
@@ -1142,6 +1319,136 @@ int connect_conn_opt(connect_conn *c, int opt, int64_t *value)
 		return CONNECT_EINVAL;
 	enter(c);
 	rc = connect_opts_get(&c->opts, opt, value);
+	leave(c);
+	return rc;
+}
+
+/* ----------------------------------------------------------------- inbox */
+
+struct connect_conn *cn_conn_of_token(struct cds_wfcq_node *token)
+{
+	return cn_container_of(token, struct connect_conn, token);
+}
+
+bool cn_conn_take(struct connect_conn *c, connect_item *item, bool strand)
+{
+	connect_inbox *ib = atomic_load(&c->inbox);
+	struct connect_datagram *dg = NULL;
+	int kind = 0, code = 0;
+
+	atomic_store(&c->sched, TOK_HELD);
+	if (atomic_exchange(&c->attach_pending, 0)) {
+		kind = CONNECT_ITEM_ATTACHED;
+	} else {
+		bool busy;
+		int done;
+
+		pthread_mutex_lock(&c->recv_lock);
+		dg = cn_queue_pop(&c->in, &busy);
+		done = atomic_load(&c->rx_done);
+		if (!dg && !busy && done)
+			dg = cn_queue_pop(&c->in, &busy);
+		if (dg)
+			rx_taken(c, dg);
+		pthread_mutex_unlock(&c->recv_lock);
+		if (dg) {
+			kind = CONNECT_ITEM_DATAGRAM;
+			if (atomic_load(&c->reader_sleeping) &&
+			    cn_queue_low(&c->in))
+				wake_if(c, &c->reader_sleeping, &c->reader_cv);
+		} else if (!busy && done &&
+			   !atomic_exchange(&c->end_delivered, 1)) {
+			kind = CONNECT_ITEM_END;
+			code = done;
+		}
+	}
+	if (kind) {
+		cn_conn_ref(c);
+		*item = (connect_item){ .kind = kind,
+					.code = code,
+					.conn = c,
+					.dg = dg,
+					.user = atomic_load(&c->user) };
+		item->internal_[0] = ib;
+		item->internal_[1] = strand ? c : NULL;
+	}
+	if (!kind || !strand)
+		sched_release(c, ib);
+	return kind != 0;
+}
+
+void connect_item_done(connect_item *item)
+{
+	struct connect_conn *c;
+	connect_inbox *ib;
+
+	if (!item || !item->conn)
+		return;
+	c = item->conn;
+	ib = item->internal_[0];
+	if (item->internal_[1])
+		sched_release(c, ib);
+	if (item->kind == CONNECT_ITEM_END)
+		cn_inbox_ended(ib, &c->link);
+	memset(item, 0, sizeof(*item));
+	cn_conn_unref(c);
+}
+
+/* Attach, first half: list it, take the references, route the reader. */
+static int attach_prepare(struct connect_conn *c, connect_inbox *ib,
+			  bool owned)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->recv_lock);
+	if (atomic_load(&c->inbox))
+		rc = CONNECT_EINVAL;
+	else if (atomic_load(&c->closing))
+		rc = CONNECT_ECLOSED;
+	else
+		rc = cn_inbox_add(ib, &c->link);
+	if (rc == CONNECT_OK) {
+		cn_inbox_ref(ib);
+		/* The inbox's reference: the caller's own, or one more. */
+		if (owned)
+			atomic_store(&c->app_ref, 0);
+		else
+			cn_conn_ref(c);
+		atomic_store(&c->attach_pending, 1);
+		atomic_store(&c->inbox, ib);
+	}
+	pthread_mutex_unlock(&c->recv_lock);
+	return rc;
+}
+
+/* Second half: hand out the ATTACHED item and what waits. */
+static void attach_kick(struct connect_conn *c, connect_inbox *ib)
+{
+	sched_kick(c, ib);
+	/* Waiting receivers learn that they wait in vain. */
+	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->recv_cv);
+	pthread_mutex_unlock(&c->lock);
+	efd_signal(c);
+}
+
+int cn_conn_attach(struct connect_conn *c, connect_inbox *ib, bool owned)
+{
+	int rc = attach_prepare(c, ib, owned);
+
+	if (rc == CONNECT_OK)
+		attach_kick(c, ib);
+	return rc;
+}
+
+int connect_conn_attach(connect_conn *c, connect_inbox *ib)
+{
+	int rc;
+
+	if (!c || !ib)
+		return CONNECT_EINVAL;
+	enter(c);
+	rc = cn_conn_attach(c, ib, false);
 	leave(c);
 	return rc;
 }

@@ -78,13 +78,17 @@ static inline uint32_t cn_get32(const uint8_t *p)
  */
 struct connect_datagram {
 	struct cds_wfcq_node node;
-	uint32_t map_pages;       /* pages mapped, or 0: from the allocator */
+	uint16_t map_pages;       /* pages mapped, or 0: from the allocator
+				   * (100 MB in 4 KiB pages fits) */
+	uint16_t flags;           /* CN_DG_* */
 	uint32_t len;             /* payload length */
 	uint8_t hdr[CN_HDR_LEN];  /* size, version, tag: the wire bytes */
 	uint8_t payload[];        /* 8-byte aligned */
 };
 
 #define CN_DATAGRAM_MAP_MIN (4u << 20)
+/* Counted in an inbox's bounds (the reader pushed it while attached). */
+#define CN_DG_INBOX 0x1u
 
 /* Allocate a datagram for `len` payload bytes with the given header fields;
  * no range checks.  NULL when out of memory. */
@@ -101,7 +105,7 @@ void cn_datagram_free(struct connect_datagram *dg);
 
 /* Options: a table indexed by enum connect_opt, and what dial and listen
  * take by reference (the user's object owns them). */
-#define CN_OPT_MAX 19
+#define CN_OPT_MAX 22
 #define CN_NAME_LEN 256
 struct connect_opts {
 	int64_t v[CN_OPT_MAX];
@@ -206,9 +210,10 @@ void cn_rxmem_wake_all(void);
 /* Connections and listeners (conn.c, listener.c). */
 struct cn_transport;
 /* Start reader and writer over an established transport (taken over, also
- * on failure). */
+ * on failure); with ib, attached to it from the start and owned by it
+ * (CONNECT_ECLOSED, CONNECT_ELIMIT when the inbox refuses). */
 int cn_conn_start(connect_conn **connp, struct cn_transport *t,
-		  const struct connect_opts *opts);
+		  const struct connect_opts *opts, connect_inbox *ib);
 /* Hold or release the memory of a connection (connect_close() releases
  * the application's reference). */
 void cn_conn_ref(connect_conn *c);

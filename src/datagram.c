@@ -32,6 +32,11 @@ static bool map_it(uint32_t cap)
 	return cap >= CN_DATAGRAM_MAP_MIN && cn_allocator.malloc == malloc;
 }
 
+/* map_pages counts 4 KiB pages (or larger) in 16 bits. */
+_Static_assert((sizeof(struct connect_datagram) + CONNECT_MAX_PAYLOAD +
+		4095) / 4096 <= UINT16_MAX,
+	       "map_pages cannot count the largest datagram");
+
 static size_t map_bytes(uint32_t cap)
 {
 	size_t ps = page_size();
@@ -76,13 +81,14 @@ struct connect_datagram *cn_datagram_reserve(uint32_t cap)
 		dg = map_huge(n);
 		if (!dg)
 			return NULL;
-		dg->map_pages = (uint32_t)(n / page_size());
+		dg->map_pages = (uint16_t)(n / page_size());
 	} else {
 		dg = cn_malloc(sizeof(*dg) + cap);
 		if (!dg)
 			return NULL;
 		dg->map_pages = 0;
 	}
+	dg->flags = 0;
 	cds_wfcq_node_init(&dg->node);
 	return dg;
 }
@@ -102,7 +108,7 @@ struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
 		n = mremap(dg, old, want, MREMAP_MAYMOVE);
 		if (n == MAP_FAILED)
 			return NULL;
-		n->map_pages = (uint32_t)(want / page_size());
+		n->map_pages = (uint16_t)(want / page_size());
 		return n;
 #else
 		/* ThreadSanitizer does not follow mremap (it would see the
@@ -111,7 +117,7 @@ struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
 		if (!n)
 			return NULL;
 		memcpy(n, dg, sizeof(*dg) + old_cap);
-		n->map_pages = (uint32_t)(want / page_size());
+		n->map_pages = (uint16_t)(want / page_size());
 		munmap(dg, old);
 		return n;
 #endif

@@ -56,7 +56,7 @@ static int dial(connect_conn **connp, const struct cn_stack *st,
 			return rc;
 		}
 	}
-	return cn_conn_start(connp, t, &o);
+	return cn_conn_start(connp, t, &o, NULL);
 }
 
 int connect_dial(connect_conn **connp, const char *url,

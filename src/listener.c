@@ -17,9 +17,10 @@
  * counters and the error slots.  Accepting is not a hot path, so plain
  * mutex and condition variables.  `users` counts API calls in progress;
  * connect_listener_close() waits on `cv` until it is 0.  `refs` counts who
- * holds the memory (the application's handle; later, inboxes fed by the
- * listener): close stops everything and drops the application's
- * reference, the memory goes with the last one.
+ * holds the memory (the application's handle): close stops everything
+ * and drops the application's reference, the memory goes with the last
+ * one.  A listener given an inbox attaches what it accepts to it instead
+ * of queueing it, and holds a reference to the inbox.
  */
 #include "connect_int.h"
 
@@ -30,6 +31,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "inbox.h"
 #include "tls.h"
 #include "transport.h"
 #include "alloc.h"
@@ -57,6 +59,7 @@ struct connect_listener {
 	struct connect_opts opts;
 	connect_tls_config *tls;
 	int ready_fd; /* eventfd: readable while connections wait */
+	connect_inbox *inbox; /* under lock; set once */
 
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -139,23 +142,35 @@ static bool ready_push(struct connect_listener *l, connect_conn *c)
 	return true;
 }
 
-/* Start the connection's threads and queue it for connect_accept(). */
+/* Start the connection's threads and queue it for connect_accept(), or
+ * attach it to the listener's inbox. */
 static void start_conn(struct connect_listener *l, struct cn_transport *t)
 {
 	connect_conn *c = NULL;
+	connect_inbox *ib;
+	char peer[CN_ADDRSTRLEN];
 	bool queued = false;
 	int rc;
 
-	rc = cn_conn_start(&c, t, &l->opts);
+	pthread_mutex_lock(&l->lock);
+	ib = l->inbox; /* set once; the listener holds a reference */
+	pthread_mutex_unlock(&l->lock);
+	memcpy(peer, t->peer, sizeof(peer));
+	rc = cn_conn_start(&c, t, &l->opts, ib);
 	if (rc)
 		cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT",
-		       "%s: could not start a connection: %s", l->tl->addr,
-		       connect_strerror(rc));
+		       "%s: could not start a connection from %s: %s",
+		       l->tl->addr, peer, connect_strerror(rc));
+	if (!c || ib)
+		return;
 	pthread_mutex_lock(&l->lock);
-	if (c)
+	ib = l->inbox; /* given meanwhile? */
+	if (!ib)
 		queued = ready_push(l, c);
 	pthread_mutex_unlock(&l->lock);
-	if (c && !queued)
+	if (ib)
+		queued = cn_conn_attach(c, ib, true) == CONNECT_OK;
+	if (!queued)
 		connect_close(c, 0, NULL);
 }
 
@@ -298,16 +313,24 @@ static void start_handshake(struct connect_listener *l, struct cn_transport *t)
 	}
 }
 
+static void pause_ms(struct connect_listener *l, int ms);
+
 /* Wait until fewer than the accept-queue limit wait for connect_accept(),
  * or until the listener closes.  False when closing. */
 static bool accept_room(struct connect_listener *l)
 {
 	size_t limit = (size_t)l->opts.v[CONNECT_OPT_ACCEPT_QUEUE];
+	connect_inbox *ib;
 
 	pthread_mutex_lock(&l->lock);
 	while (l->nready >= limit && !atomic_load(&l->closing))
 		pthread_cond_wait(&l->cv, &l->lock);
+	ib = l->inbox;
 	pthread_mutex_unlock(&l->lock);
+	/* An inbox at its most connections: the kernel's backlog holds the
+	 * clients until one ends (looked at every 10 ms). */
+	while (ib && !cn_inbox_room(ib) && !atomic_load(&l->closing))
+		pause_ms(l, 10);
 	return !atomic_load(&l->closing);
 }
 
@@ -382,6 +405,8 @@ static void listener_free(struct connect_listener *l)
 		close(l->ready_fd);
 	if (l->tls)
 		cn_tls_config_unref(l->tls);
+	if (l->inbox)
+		cn_inbox_unref(l->inbox);
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->cv);
 	cn_free(l);
@@ -489,6 +514,10 @@ static int accept_try(struct connect_listener *l, connect_conn **connp)
 	if (atomic_load(&l->closing))
 		return CONNECT_ECLOSED;
 	pthread_mutex_lock(&l->lock);
+	if (l->inbox) {
+		pthread_mutex_unlock(&l->lock);
+		return CONNECT_EATTACHED;
+	}
 	r = l->head;
 	if (r) {
 		l->head = r->next;
@@ -534,7 +563,7 @@ static bool accept_wait_ready(void *arg)
 {
 	struct connect_listener *l = ((struct accept_args *)arg)->l;
 
-	return l->head || atomic_load(&l->closing);
+	return l->head || atomic_load(&l->closing) || l->inbox;
 }
 
 int connect_accept_wait(connect_listener *l, connect_conn **connp,
@@ -645,4 +674,42 @@ void connect_listener_close(connect_listener *l)
 		cn_free(r);
 	}
 	cn_listener_unref(l);
+}
+
+int connect_listener_set_inbox(connect_listener *l, connect_inbox *ib)
+{
+	struct ready *r, *next;
+	int rc = CONNECT_OK;
+
+	if (!l || !ib)
+		return CONNECT_EINVAL;
+	if (!enter(l)) {
+		leave(l);
+		return CONNECT_ECLOSED;
+	}
+	pthread_mutex_lock(&l->lock);
+	if (l->inbox) {
+		rc = CONNECT_EINVAL;
+		r = NULL;
+	} else {
+		cn_inbox_ref(ib);
+		l->inbox = ib;
+		/* What waits for connect_accept() goes to the inbox too. */
+		r = l->head;
+		l->head = NULL;
+		l->tailp = &l->head;
+		l->nready = 0;
+		efd_clear(l->ready_fd);
+		/* Waiting accepts learn that they wait in vain. */
+		pthread_cond_broadcast(&l->cv);
+	}
+	pthread_mutex_unlock(&l->lock);
+	for (; r; r = next) {
+		next = r->next;
+		if (cn_conn_attach(r->conn, ib, true) != CONNECT_OK)
+			connect_close(r->conn, 0, NULL);
+		cn_free(r);
+	}
+	leave(l);
+	return rc;
 }

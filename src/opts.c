@@ -38,6 +38,9 @@ static const struct opt_range ranges[CN_OPT_MAX] = {
 	[CONNECT_OPT_TCP_USER_TIMEOUT_MS] = { 0, 0, INT32_MAX },
 	[CONNECT_OPT_RECV_IDLE_TIMEOUT_MS] = { 0, 0, INT32_MAX },
 	[CONNECT_OPT_FRAME_TIMEOUT_MS] = { 0, 0, INT32_MAX },
+	[CONNECT_OPT_INBOX_BYTES] = { 256 << 20, 1, CN_BIG },
+	[CONNECT_OPT_INBOX_MSGS] = { 1 << 20, 1, CN_BIG },
+	[CONNECT_OPT_INBOX_MAX_CONNS] = { 0, 0, CN_BIG },
 };
 
 static bool opt_known(int opt)

@@ -408,7 +408,7 @@ END_TEST
 
 START_TEST(test_opts_invalid)
 {
-	static const int unknown[] = { 0, -1, 19, 20, 100, INT32_MIN,
+	static const int unknown[] = { 0, -1, 22, 23, 100, INT32_MIN,
 				       INT32_MAX };
 	connect_opts *o = NULL;
 	int64_t v;

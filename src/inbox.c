@@ -1,0 +1,543 @@
+/*
+ * Inboxes: one queue of connections with something to hand out, fed by
+ * the readers of many connections, popped by a pool of workers (inbox.h
+ * says how).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Locking theory.
+ *   - The ready queue is a wait-free queue: readers enqueue tokens without
+ *     a lock; workers dequeue under pop_lock, one at a time.
+ *   - `lock` guards the list of attached connections, the closing list and
+ *     the counters that go with them, and is the mutex of the condition
+ *     variables: `cv` (workers waiting for an item), `room_cv` (readers
+ *     waiting for room), `closer_cv` (the closing thread).  Waiters
+ *     announce themselves in an atomic counter first, so that the busy
+ *     path takes no lock (as in conn.c).
+ *   - `users` counts calls in progress; connect_inbox_close() waits for it
+ *     to reach 0.  `refs` counts who holds the memory: the application,
+ *     every attached connection (until it is freed), a listener feeding
+ *     the inbox.
+ */
+#include "connect_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "inbox.h"
+
+struct connect_inbox {
+	struct __cds_wfcq_head head __attribute__((aligned(CN_CACHELINE)));
+	struct cds_wfcq_tail tail __attribute__((aligned(CN_CACHELINE)));
+	_Atomic uint64_t bytes __attribute__((aligned(CN_CACHELINE)));
+	_Atomic uint64_t msgs;
+	uint64_t max_bytes, max_msgs, max_conns;
+	bool strand;
+
+	pthread_mutex_t pop_lock; /* one dequeuer at a time */
+	pthread_mutex_t lock;
+	pthread_cond_t cv;        /* workers: a token, or closing */
+	pthread_cond_t room_cv;   /* readers: room, or their close */
+	pthread_cond_t closer_cv; /* the closing thread: work, or stop */
+	_Atomic int waiters;      /* workers sleeping on cv */
+	_Atomic int room_waiters; /* readers sleeping on room_cv */
+	_Atomic int efd;          /* connect_inbox_fd, or -1 */
+
+	struct cn_inbox_link *conns;    /* attached, under lock */
+	struct cn_inbox_link *to_close; /* ended, under lock */
+	struct cn_inbox_link **to_close_tail;
+	_Atomic uint64_t nconns, attached, ended, nclosing;
+	bool closer_stop; /* under lock */
+	pthread_t closer;
+
+	_Atomic int closing;
+	_Atomic int users;
+	_Atomic int refs;
+};
+
+static void efd_signal(int fd)
+{
+	uint64_t one = 1;
+
+	if (fd >= 0)
+		while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+}
+
+static void efd_clear(int fd)
+{
+	uint64_t v;
+
+	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+}
+
+static void enter(struct connect_inbox *ib)
+{
+	atomic_fetch_add(&ib->users, 1);
+}
+
+static void leave(struct connect_inbox *ib)
+{
+	if (atomic_fetch_sub(&ib->users, 1) == 1 &&
+	    atomic_load(&ib->closing)) {
+		pthread_mutex_lock(&ib->lock);
+		pthread_cond_broadcast(&ib->cv);
+		pthread_mutex_unlock(&ib->lock);
+	}
+}
+
+void cn_inbox_ref(connect_inbox *ib)
+{
+	atomic_fetch_add(&ib->refs, 1);
+}
+
+static void inbox_free(struct connect_inbox *ib)
+{
+	int fd = atomic_load(&ib->efd);
+
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_destroy(&ib->pop_lock);
+	pthread_mutex_destroy(&ib->lock);
+	pthread_cond_destroy(&ib->cv);
+	pthread_cond_destroy(&ib->room_cv);
+	pthread_cond_destroy(&ib->closer_cv);
+	cn_free_aligned(ib);
+}
+
+void cn_inbox_unref(connect_inbox *ib)
+{
+	if (atomic_fetch_sub(&ib->refs, 1) == 1)
+		inbox_free(ib);
+}
+
+bool cn_inbox_strand(const connect_inbox *ib)
+{
+	return ib->strand;
+}
+
+/* ------------------------------------------------------------ the queue */
+
+void cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token)
+{
+	bool was_empty;
+
+	cds_wfcq_node_init(token);
+	CN_TSAN_RELEASE(token);
+	was_empty = !cds_wfcq_enqueue(&ib->head, &ib->tail, token);
+	/* One sleeping worker per token: each token is one item's worth. */
+	if (atomic_load(&ib->waiters) > 0) {
+		pthread_mutex_lock(&ib->lock);
+		pthread_cond_signal(&ib->cv);
+		pthread_mutex_unlock(&ib->lock);
+	}
+	if (was_empty)
+		efd_signal(atomic_load(&ib->efd));
+}
+
+static bool ready_empty(struct connect_inbox *ib)
+{
+	return cds_wfcq_empty(&ib->head, &ib->tail);
+}
+
+void cn_inbox_count(connect_inbox *ib, uint64_t bytes)
+{
+	atomic_fetch_add(&ib->bytes, bytes);
+	atomic_fetch_add(&ib->msgs, 1);
+}
+
+static bool room_low(struct connect_inbox *ib)
+{
+	return atomic_load(&ib->bytes) <= ib->max_bytes / 2 &&
+	       atomic_load(&ib->msgs) <= ib->max_msgs / 2;
+}
+
+void cn_inbox_uncount(connect_inbox *ib, uint64_t bytes)
+{
+	atomic_fetch_sub(&ib->bytes, bytes);
+	atomic_fetch_sub(&ib->msgs, 1);
+	/* Seq-cst after the change: either the reader sees the room, or we
+	 * see it waiting. */
+	if (atomic_load(&ib->room_waiters) > 0 && room_low(ib)) {
+		pthread_mutex_lock(&ib->lock);
+		pthread_cond_broadcast(&ib->room_cv);
+		pthread_mutex_unlock(&ib->lock);
+	}
+}
+
+bool cn_inbox_full(connect_inbox *ib)
+{
+	return atomic_load(&ib->bytes) >= ib->max_bytes ||
+	       atomic_load(&ib->msgs) >= ib->max_msgs;
+}
+
+void cn_inbox_wait_room(connect_inbox *ib, _Atomic int *stop)
+{
+	pthread_mutex_lock(&ib->lock);
+	atomic_fetch_add(&ib->room_waiters, 1);
+	while (!room_low(ib) && !atomic_load(stop) &&
+	       !atomic_load(&ib->closing))
+		pthread_cond_wait(&ib->room_cv, &ib->lock);
+	atomic_fetch_sub(&ib->room_waiters, 1);
+	pthread_mutex_unlock(&ib->lock);
+}
+
+void cn_inbox_wake_room(connect_inbox *ib)
+{
+	pthread_mutex_lock(&ib->lock);
+	pthread_cond_broadcast(&ib->room_cv);
+	pthread_mutex_unlock(&ib->lock);
+}
+
+/* ------------------------------------------------- attached connections */
+
+bool cn_inbox_room(connect_inbox *ib)
+{
+	return ib->max_conns == 0 || atomic_load(&ib->nconns) < ib->max_conns;
+}
+
+int cn_inbox_add(connect_inbox *ib, struct cn_inbox_link *link)
+{
+	int rc = CONNECT_OK;
+
+	pthread_mutex_lock(&ib->lock);
+	if (atomic_load(&ib->closing)) {
+		rc = CONNECT_ECLOSED;
+	} else if (!cn_inbox_room(ib)) {
+		rc = CONNECT_ELIMIT;
+	} else {
+		link->prev = NULL;
+		link->next = ib->conns;
+		if (ib->conns)
+			ib->conns->prev = link;
+		ib->conns = link;
+		link->listed = true;
+		atomic_fetch_add(&ib->nconns, 1);
+		atomic_fetch_add(&ib->attached, 1);
+	}
+	pthread_mutex_unlock(&ib->lock);
+	return rc;
+}
+
+/* Called with ib->lock held. */
+static void unlist(struct connect_inbox *ib, struct cn_inbox_link *link)
+{
+	if (link->prev)
+		link->prev->next = link->next;
+	else
+		ib->conns = link->next;
+	if (link->next)
+		link->next->prev = link->prev;
+	link->prev = link->next = NULL;
+	link->listed = false;
+	atomic_fetch_sub(&ib->nconns, 1);
+}
+
+void cn_inbox_remove(connect_inbox *ib, struct cn_inbox_link *link)
+{
+	pthread_mutex_lock(&ib->lock);
+	if (link->listed) {
+		unlist(ib, link);
+		atomic_fetch_sub(&ib->attached, 1);
+	}
+	pthread_mutex_unlock(&ib->lock);
+}
+
+void cn_inbox_ended(connect_inbox *ib, struct cn_inbox_link *link)
+{
+	pthread_mutex_lock(&ib->lock);
+	atomic_fetch_add(&ib->ended, 1);
+	/* Not listed: connect_inbox_close() took it (and closes it). */
+	if (link->listed && !ib->closer_stop) {
+		unlist(ib, link);
+		link->close_next = NULL;
+		*ib->to_close_tail = link;
+		ib->to_close_tail = &link->close_next;
+		atomic_fetch_add(&ib->nclosing, 1);
+		pthread_cond_signal(&ib->closer_cv);
+	}
+	pthread_mutex_unlock(&ib->lock);
+}
+
+/*
+ * The closing thread: closes connections whose END item is done, so that
+ * no worker waits for a peer that is slow to take the rest of what was
+ * sent, and drops the inbox's reference.
+ */
+static void *closer_main(void *arg)
+{
+	struct connect_inbox *ib = arg;
+
+	pthread_mutex_lock(&ib->lock);
+	for (;;) {
+		struct cn_inbox_link *link = ib->to_close;
+		struct connect_conn *c;
+
+		if (!link) {
+			if (ib->closer_stop)
+				break;
+			pthread_cond_wait(&ib->closer_cv, &ib->lock);
+			continue;
+		}
+		ib->to_close = link->close_next;
+		if (!ib->to_close)
+			ib->to_close_tail = &ib->to_close;
+		pthread_mutex_unlock(&ib->lock);
+		c = link->conn;
+		if (cn_conn_close_begin(c, cn_conn_end_linger(c)))
+			(void)cn_conn_close_end(c, NULL, NULL);
+		cn_conn_unref(c);
+		atomic_fetch_sub(&ib->nclosing, 1);
+		pthread_mutex_lock(&ib->lock);
+	}
+	pthread_mutex_unlock(&ib->lock);
+	return NULL;
+}
+
+/* --------------------------------------------------------------- the API */
+
+int connect_inbox_new(connect_inbox **ibp, unsigned flags,
+		      const connect_opts *opts)
+{
+	struct connect_opts o;
+	struct connect_inbox *ib;
+	int rc;
+
+	if (!ibp || (flags & ~CONNECT_INBOX_STRAND))
+		return CONNECT_EINVAL;
+	cn_opts_copy(&o, opts);
+	ib = cn_malloc_aligned(sizeof(*ib));
+	if (!ib)
+		return CONNECT_ENOMEM;
+	memset(ib, 0, sizeof(*ib));
+	__cds_wfcq_init(&ib->head, &ib->tail);
+	ib->max_bytes = (uint64_t)o.v[CONNECT_OPT_INBOX_BYTES];
+	ib->max_msgs = (uint64_t)o.v[CONNECT_OPT_INBOX_MSGS];
+	ib->max_conns = (uint64_t)o.v[CONNECT_OPT_INBOX_MAX_CONNS];
+	ib->strand = flags & CONNECT_INBOX_STRAND;
+	pthread_mutex_init(&ib->pop_lock, NULL);
+	pthread_mutex_init(&ib->lock, NULL);
+	cn_cond_init(&ib->cv);
+	cn_cond_init(&ib->room_cv);
+	cn_cond_init(&ib->closer_cv);
+	atomic_init(&ib->efd, -1);
+	atomic_init(&ib->refs, 1);
+	ib->to_close_tail = &ib->to_close;
+	rc = cn_thread_start(&ib->closer, closer_main, ib, 64 << 10);
+	if (rc) {
+		inbox_free(ib);
+		return rc;
+	}
+	*ibp = ib;
+	return CONNECT_OK;
+}
+
+static int pop_try(struct connect_inbox *ib, connect_item *item)
+{
+	for (;;) {
+		struct cds_wfcq_node *node;
+		int fd;
+
+		if (atomic_load(&ib->closing))
+			return CONNECT_ECLOSED;
+		pthread_mutex_lock(&ib->pop_lock);
+		node = __cds_wfcq_dequeue_blocking(&ib->head, &ib->tail);
+		fd = atomic_load(&ib->efd);
+		if (fd >= 0 && ready_empty(ib)) {
+			/* Level-triggered: clear on the way to empty, then set
+			 * again if a token slipped in. */
+			efd_clear(fd);
+			if (!ready_empty(ib) || atomic_load(&ib->closing))
+				efd_signal(fd);
+		}
+		pthread_mutex_unlock(&ib->pop_lock);
+		if (!node)
+			return CONNECT_EAGAIN;
+		CN_TSAN_ACQUIRE(node);
+		if (cn_conn_take(cn_conn_of_token(node), item, ib->strand))
+			return CONNECT_OK;
+		/* A stale token: the connection had nothing after all. */
+	}
+}
+
+int connect_inbox_pop(connect_inbox *ib, connect_item *item)
+{
+	int rc;
+
+	if (!ib || !item)
+		return CONNECT_EINVAL;
+	enter(ib);
+	rc = pop_try(ib, item);
+	leave(ib);
+	return rc;
+}
+
+struct pop_args {
+	struct connect_inbox *ib;
+	connect_item *item;
+};
+
+static int pop_wait_try(void *arg)
+{
+	struct pop_args *a = arg;
+
+	return pop_try(a->ib, a->item);
+}
+
+static bool pop_wait_ready(void *arg)
+{
+	struct pop_args *a = arg;
+
+	return !ready_empty(a->ib) || atomic_load(&a->ib->closing);
+}
+
+int connect_inbox_pop_wait(connect_inbox *ib, connect_item *item,
+			   int timeout_ms)
+{
+	struct pop_args a = { ib, item };
+	struct cn_waiter w;
+	int rc;
+
+	if (!ib || !item)
+		return CONNECT_EINVAL;
+	w = (struct cn_waiter){ pop_wait_try, pop_wait_ready, &ib->waiters,
+				&ib->lock, &ib->cv, &a };
+	enter(ib);
+	rc = cn_wait(&w, timeout_ms);
+	leave(ib);
+	return rc;
+}
+
+int connect_inbox_fd(connect_inbox *ib)
+{
+	int fd;
+
+	if (!ib)
+		return CONNECT_EINVAL;
+	enter(ib);
+	pthread_mutex_lock(&ib->pop_lock);
+	fd = atomic_load(&ib->efd);
+	if (fd < 0) {
+		fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fd < 0) {
+			fd = CONNECT_ESYSTEM;
+		} else {
+			atomic_store(&ib->efd, fd);
+			if (!ready_empty(ib) || atomic_load(&ib->closing))
+				efd_signal(fd);
+		}
+	}
+	pthread_mutex_unlock(&ib->pop_lock);
+	leave(ib);
+	return fd;
+}
+
+int connect_inbox_stat(connect_inbox *ib, int stat, uint64_t *value)
+{
+	if (!ib || !value)
+		return CONNECT_EINVAL;
+	switch (stat) {
+	case CONNECT_INBOX_STAT_CONNS:
+		*value = atomic_load(&ib->nconns);
+		break;
+	case CONNECT_INBOX_STAT_QUEUED:
+		*value = atomic_load(&ib->msgs);
+		break;
+	case CONNECT_INBOX_STAT_QUEUED_BYTES:
+		*value = atomic_load(&ib->bytes);
+		break;
+	case CONNECT_INBOX_STAT_ATTACHED:
+		*value = atomic_load(&ib->attached);
+		break;
+	case CONNECT_INBOX_STAT_ENDED:
+		*value = atomic_load(&ib->ended);
+		break;
+	case CONNECT_INBOX_STAT_CLOSING:
+		*value = atomic_load(&ib->nclosing);
+		break;
+	default:
+		return CONNECT_EINVAL;
+	}
+	return CONNECT_OK;
+}
+
+int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
+{
+	struct cn_inbox_link *all = NULL, *link, *next;
+	size_t lost = 0;
+	int rc = CONNECT_OK;
+
+	if (dropped)
+		*dropped = 0;
+	if (!ib)
+		return CONNECT_EINVAL;
+
+	/* 1. Refuse new work, wake every waiter, wait for the calls in
+	 * progress to leave. */
+	atomic_store(&ib->closing, 1);
+	efd_signal(atomic_load(&ib->efd));
+	pthread_mutex_lock(&ib->lock);
+	pthread_cond_broadcast(&ib->cv);
+	pthread_cond_broadcast(&ib->room_cv);
+	while (atomic_load(&ib->users) > 0)
+		pthread_cond_wait(&ib->cv, &ib->lock);
+	/* 2. Stop the closing thread; what it had still to close, and every
+	 * attached connection, is ours now. */
+	ib->closer_stop = true;
+	pthread_cond_signal(&ib->closer_cv);
+	pthread_mutex_unlock(&ib->lock);
+	pthread_join(ib->closer, NULL);
+	pthread_mutex_lock(&ib->lock);
+	for (link = ib->to_close; link; link = next) {
+		next = link->close_next;
+		link->close_next = all;
+		all = link;
+		atomic_fetch_sub(&ib->nclosing, 1);
+	}
+	ib->to_close = NULL;
+	while ((link = ib->conns) != NULL) {
+		unlist(ib, link);
+		link->close_next = all;
+		all = link;
+	}
+	pthread_mutex_unlock(&ib->lock);
+
+	/* 3. Close them all at once: every one starts to flush, then each
+	 * is waited for within the same linger. */
+	for (link = all; link; link = link->close_next) {
+		bool mine = cn_conn_close_begin(
+			link->conn,
+			linger_ms < 0 ? cn_conn_end_linger(link->conn)
+				      : linger_ms);
+
+		link->listed = mine; /* reused: "ours to end" */
+	}
+	for (link = all; link; link = next) {
+		size_t unsent = 0, undelivered = 0;
+
+		next = link->close_next;
+		if (link->listed) {
+			int r = cn_conn_close_end(link->conn, &unsent,
+						  &undelivered);
+
+			if (r != CONNECT_OK && rc == CONNECT_OK)
+				rc = r == CONNECT_ECLOSED ? CONNECT_OK : r;
+			lost += unsent + undelivered;
+			link->listed = false;
+		}
+		cn_conn_unref(link->conn);
+	}
+
+	/* Tokens may remain on the ready queue: nobody dequeues any more
+	 * (every call left, and new ones may not start), so they are never
+	 * read again, even once their connections are freed. */
+	if (dropped)
+		*dropped = lost;
+	cn_inbox_unref(ib);
+	return rc;
+}
