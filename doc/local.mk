@@ -11,6 +11,7 @@
 
 # Section 1: the example programs (installed in $(pkglibexecdir)).
 dist_man1_MANS = \
+	doc/man/mt-echo-server.1 \
 	doc/man/tcp-client-blaster.1 \
 	doc/man/tcp-client.1 \
 	doc/man/tcp-echo-server.1 \

@@ -7,7 +7,9 @@
 # tcp-client-blaster against it, does the same over [::1] when IPv6
 # loopback works, then runs tls-echo-server / tls-client (server
 # verification, a wrong name refused, mutual TLS, a client without a
-# certificate refused).  Only loopback addresses are used.  Every wait is
+# certificate refused), then mt-echo-server (a pool of workers over one
+# inbox) with several clients at once, over TCP and TLS.  Only loopback
+# addresses are used.  Every wait is
 # bounded, every server is stopped on exit, and each step prints one
 # PASS/FAIL/SKIP line.  Exits 0 when no step failed.
 #
@@ -230,7 +232,7 @@ stop_server() {
 # ------------------------------------------------------------------------
 
 for prog in tcp-echo-server tcp-client tcp-client-blaster tls-echo-server \
-    tls-client; do
+    tls-client mt-echo-server; do
 	if [ ! -x "$ex/$prog" ]; then
 		say "demo: $ex/$prog not found: build first (make), or set" \
 		    "EXAMPLES_DIR" >&2
@@ -300,6 +302,41 @@ elif start_server tls "$ex/tls-echo-server" 127.0.0.1:0 \
 		    "$ex/tls-client" "127.0.0.1:$port" localhost "$certs/ca.pem"
 		stop_server mtls
 	fi
+fi
+
+# --- The worker-pool server: four clients at once over TCP, then TLS; it
+# exits by itself once they have come and gone.
+if start_server mt "$ex/mt-echo-server" 127.0.0.1:0 --workers 4 \
+    --exit-after 4; then
+	bl1="$tmp/mt-blaster1.out"
+	bl2="$tmp/mt-blaster2.out"
+	timeout "$tmo" "$ex/tcp-client-blaster" "127.0.0.1:$port" \
+	    50000 >"$bl1" 2>&1 &
+	b1=$!
+	timeout "$tmo" "$ex/tcp-client-blaster" "127.0.0.1:$port" \
+	    50000 >"$bl2" 2>&1 &
+	b2=$!
+	step "tcp-client to mt-echo-server while two blasters run" \
+	    "$ex/tcp-client" "127.0.0.1:$port"
+	if wait $b1 && wait $b2; then
+		say "    $(tail -n 1 "$bl1")"
+		say "    $(tail -n 1 "$bl2")"
+		record PASS "two tcp-client-blasters at once (50,000 datagrams each)"
+	else
+		show output "$bl1"
+		show output "$bl2"
+		record FAIL "two tcp-client-blasters at once (50,000 datagrams each)"
+	fi
+	step "tcp-client-blaster to mt-echo-server (10,000 datagrams)" \
+	    "$ex/tcp-client-blaster" "127.0.0.1:$port"
+	stop_server mt wait
+fi
+if [ -z "$missing" ] &&
+    start_server mt-tls "$ex/mt-echo-server" 127.0.0.1:0 --workers 4 \
+    --tls "$certs/server.pem" "$certs/server-key.pem"; then
+	step "tls-client to mt-echo-server --tls, server verified" \
+	    "$ex/tls-client" "127.0.0.1:$port" localhost "$certs/ca.pem"
+	stop_server mt-tls
 fi
 
 # ------------------------------------------------------------------------

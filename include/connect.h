@@ -788,7 +788,7 @@ CONNECT_API int connect_listener_tls_failures(connect_listener *l,
  * and that any number of worker threads pop from.  A complete server:
  *
  *     connect_inbox_new(&ib, 0, NULL);
- *     connect_listen(&l, "tcp://0.0.0.0:7000", NULL, NULL);
+ *     connect_listen(&l, "tcp://0.0.0.0:7000", NULL);
  *     connect_listener_set_inbox(l, ib);      every accepted connection
  *                                             is attached to ib
  *     N workers:  connect_item it;
