@@ -50,8 +50,16 @@
 #include "transport.h"
 #include "alloc.h"
 
-/* Bytes asked of the transport per read. */
+/*
+ * Bytes asked of the transport per read: a connection whose reads fill
+ * the small buffer (inside the connection) moves to a big one, and back
+ * after CN_READ_CALM reads that the small one would have held.  So an idle
+ * connection keeps no read buffer of its own (thousands of them), and a
+ * busy one reads 64 KiB at a time.
+ */
 #define CN_READ_CHUNK (64u * 1024u)
+#define CN_READ_SMALL 1024u
+#define CN_READ_CALM 16
 
 struct connect_conn {
 	struct cn_queue out; /* application -> writer */
@@ -102,6 +110,7 @@ struct connect_conn {
 	_Atomic uint64_t dropped; /* accepted datagrams the writer gave up */
 
 	pthread_t reader, writer;
+	uint8_t rsmall[CN_READ_SMALL]; /* the reader's small buffer */
 
 	/* Closing (cn_conn_close_begin/_end). */
 	_Atomic int claimed; /* somebody began to close it */
@@ -311,12 +320,44 @@ static int write_batch(struct connect_conn *c, struct connect_datagram **dg,
 	return rc;
 }
 
-/* Write everything spliced off the queue, CN_IOV_MAX datagrams per call. */
-static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
-		      struct cds_wfcq_tail *tl)
+/*
+ * The writer's batch: a few entries on its stack (an idle connection's
+ * writer touches no more stack than that), CN_IOV_MAX in a heap block
+ * once a batch needs more (kept while the connection lives).
+ */
+#define CN_WBATCH_SMALL 16
+
+struct wbatch {
+	struct connect_datagram **dg;
+	struct iovec *iov;
+	int cap;
+	void *heap;
+};
+
+/* Grow the batch to CN_IOV_MAX entries, keeping the first cnt.  False
+ * (the batch as it was) without memory. */
+static bool wbatch_grow(struct wbatch *b, int cnt)
 {
-	struct connect_datagram *dg[CN_IOV_MAX];
-	struct iovec iov[CN_IOV_MAX];
+	size_t dgsz = CN_IOV_MAX * sizeof(*b->dg);
+	char *m = b->heap ? b->heap
+			  : cn_malloc(dgsz + CN_IOV_MAX * sizeof(*b->iov));
+
+	if (!m)
+		return false;
+	b->heap = m;
+	memcpy(m, b->dg, (size_t)cnt * sizeof(*b->dg));
+	memcpy(m + dgsz, b->iov, (size_t)cnt * sizeof(*b->iov));
+	b->dg = (struct connect_datagram **)(void *)m;
+	b->iov = (struct iovec *)(void *)(m + dgsz);
+	b->cap = CN_IOV_MAX;
+	return true;
+}
+
+/* Write everything spliced off the queue, up to CN_IOV_MAX datagrams per
+ * call. */
+static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
+		      struct cds_wfcq_tail *tl, struct wbatch *b)
+{
 	struct cds_wfcq_node *node, *next;
 	int cnt = 0, rc = CONNECT_OK;
 
@@ -332,17 +373,24 @@ static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
 			cn_datagram_free(d);
 			continue;
 		}
-		dg[cnt] = d;
-		/* Header and payload are contiguous: one entry each. */
-		iov[cnt].iov_base = d->hdr;
-		iov[cnt].iov_len = CN_HDR_LEN + d->len;
-		if (++cnt == CN_IOV_MAX) {
-			rc = write_batch(c, dg, iov, cnt);
+		if (cnt == b->cap && !(b->cap < CN_IOV_MAX && wbatch_grow(b, cnt))) {
+			rc = write_batch(c, b->dg, b->iov, cnt);
 			cnt = 0;
+			if (rc) {
+				cn_queue_release(&c->out, 1, d->len);
+				atomic_fetch_add(&c->dropped, 1);
+				cn_datagram_free(d);
+				continue;
+			}
 		}
+		b->dg[cnt] = d;
+		/* Header and payload are contiguous: one entry each. */
+		b->iov[cnt].iov_base = d->hdr;
+		b->iov[cnt].iov_len = CN_HDR_LEN + d->len;
+		cnt++;
 	}
 	if (cnt && !rc)
-		rc = write_batch(c, dg, iov, cnt);
+		rc = write_batch(c, b->dg, b->iov, cnt);
 	return rc;
 }
 
@@ -351,6 +399,9 @@ static void *writer_main(void *arg)
 	struct connect_conn *c = arg;
 	struct __cds_wfcq_head h;
 	struct cds_wfcq_tail tl;
+	struct connect_datagram *sdg[CN_WBATCH_SMALL];
+	struct iovec siov[CN_WBATCH_SMALL];
+	struct wbatch b = { sdg, siov, CN_WBATCH_SMALL, NULL };
 	int rc = CONNECT_OK;
 
 	for (;;) {
@@ -360,7 +411,7 @@ static void *writer_main(void *arg)
 		}
 		__cds_wfcq_init(&h, &tl);
 		if (cn_queue_splice(&c->out, &h, &tl)) {
-			rc = write_list(c, &h, &tl);
+			rc = write_list(c, &h, &tl, &b);
 			if (rc)
 				break;
 			continue;
@@ -392,6 +443,7 @@ static void *writer_main(void *arg)
 	}
 	if (rc)
 		set_tx_err(c, rc);
+	cn_free(b.heap);
 	pthread_mutex_lock(&c->lock);
 	c->writer_done = true;
 	pthread_cond_broadcast(&c->close_cv);
@@ -613,20 +665,20 @@ static void *reader_main(void *arg)
 	struct connect_conn *c = arg;
 	struct cn_decoder dec;
 	char reason[CN_REASON_LEN] = "";
-	uint8_t *buf;
+	uint8_t *big = NULL, *buf;
 	int64_t frame_start = 0;
-	int final = CONNECT_OK;
+	int final = CONNECT_OK, calm = 0;
+	size_t cap;
 
 	cn_decoder_init(&dec,
 			(uint32_t)c->opts.v[CONNECT_OPT_RECV_MAX_PAYLOAD]);
-	buf = cn_malloc(CN_READ_CHUNK);
-	if (!buf)
-		final = CONNECT_ENOMEM;
 	while (!final) {
 		uint64_t msgs = 0, bytes = 0;
 		bool edge = false;
 		ssize_t n;
 
+		buf = big ? big : c->rsmall;
+		cap = big ? CN_READ_CHUNK : CN_READ_SMALL;
 		if (!c->sink.ops->wait_room(&c->sink)) {
 			final = CONNECT_ECLOSED;
 			break;
@@ -634,7 +686,7 @@ static void *reader_main(void *arg)
 		n = reader_wait_data(c, &dec, &frame_start, reason,
 				     sizeof(reason));
 		if (n == CONNECT_OK)
-			n = c->t->ops->recv(c->t, buf, CN_READ_CHUNK, 0);
+			n = c->t->ops->recv(c->t, buf, cap, 0);
 		else if (atomic_load(&c->closing))
 			n = CONNECT_ECLOSED;
 		if (n == 0) {
@@ -676,9 +728,22 @@ static void *reader_main(void *arg)
 		atomic_fetch_add(&c->bytes_recv, bytes);
 		if (edge)
 			c->sink.ops->wake(&c->sink);
+		/* Busy: a big buffer (without memory, stay small); calm for
+		 * a while: give it back. */
+		if (!big && (size_t)n == cap) {
+			big = cn_malloc(CN_READ_CHUNK);
+			calm = 0;
+		} else if (big && (size_t)n <= CN_READ_SMALL) {
+			if (++calm >= CN_READ_CALM) {
+				cn_free(big);
+				big = NULL;
+			}
+		} else {
+			calm = 0;
+		}
 	}
 	cn_decoder_fini(&dec);
-	cn_free(buf);
+	cn_free(big);
 	if (final != CONNECT_EEOF && final != CONNECT_ECLOSED)
 		set_error(c, final, reason);
 	if (final == CONNECT_EPROTO || final == CONNECT_EDEADPEER) {

@@ -1350,7 +1350,7 @@ END_TEST
 START_TEST(recv_idle_timeout)
 {
 	int t = _i;
-	int idle = scaled_ms(400);
+	int idle = scaled_ms(1000);
 	connect_opts *o = opts_make(CONNECT_OPT_RECV_IDLE_TIMEOUT_MS, idle, 0,
 				    0, 0, 0);
 	connect_conn *c, *s;
