@@ -22,6 +22,9 @@
 #include "connect_int.h"
 
 #include <errno.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -29,6 +32,9 @@
 
 #include "alloc.h"
 #include "inbox.h"
+
+/* Closes in one burst after which memory is given back (malloc_trim). */
+#define CN_TRIM_AFTER 64
 
 struct connect_inbox {
 	struct __cds_wfcq_head head __attribute__((aligned(CN_CACHELINE)));
@@ -269,9 +275,24 @@ void cn_inbox_ended(connect_inbox *ib, struct cn_inbox_link *link)
  * no worker waits for a peer that is slow to take the rest of what was
  * sent, and drops the inbox's reference.
  */
+/*
+ * Give the memory of many closed connections back to the system: freed
+ * thread-arena memory otherwise stays with the process, and a server that
+ * had 10,000 clients would keep their footprint for good.
+ */
+static void trim(unsigned *closed)
+{
+#ifdef HAVE_MALLOC_TRIM
+	if (*closed >= CN_TRIM_AFTER)
+		malloc_trim(0);
+#endif
+	*closed = 0;
+}
+
 static void *closer_main(void *arg)
 {
 	struct connect_inbox *ib = arg;
+	unsigned closed = 0;
 
 	pthread_mutex_lock(&ib->lock);
 	for (;;) {
@@ -279,6 +300,13 @@ static void *closer_main(void *arg)
 		struct connect_conn *c;
 
 		if (!link) {
+			if (closed) {
+				/* A burst of closes is over. */
+				pthread_mutex_unlock(&ib->lock);
+				trim(&closed);
+				pthread_mutex_lock(&ib->lock);
+				continue;
+			}
 			if (ib->closer_stop)
 				break;
 			pthread_cond_wait(&ib->closer_cv, &ib->lock);
@@ -293,6 +321,7 @@ static void *closer_main(void *arg)
 			(void)cn_conn_close_end(c, NULL, NULL);
 		cn_conn_unref(c);
 		atomic_fetch_sub(&ib->nclosing, 1);
+		closed++;
 		pthread_mutex_lock(&ib->lock);
 	}
 	pthread_mutex_unlock(&ib->lock);
@@ -470,6 +499,7 @@ int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
 {
 	struct cn_inbox_link *all = NULL, *link, *next;
 	size_t lost = 0;
+	unsigned nclosed = 0;
 	int rc = CONNECT_OK;
 
 	if (dropped)
@@ -531,8 +561,10 @@ int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
 			link->listed = false;
 		}
 		cn_conn_unref(link->conn);
+		nclosed++;
 	}
 
+	trim(&nclosed);
 	/* Tokens may remain on the ready queue: nobody dequeues any more
 	 * (every call left, and new ones may not start), so they are never
 	 * read again, even once their connections are freed. */
