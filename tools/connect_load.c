@@ -356,7 +356,7 @@ static struct {
 	.size = 64,
 	.pipeline = 1,
 	.threads = 2,
-	.parallel = 256,
+	.parallel = 0, /* 256, or 64 with TLS */
 	.connect_timeout_ns = 10000000000ull,
 	.retries = 5,
 	.drain_timeout = 5,
@@ -662,9 +662,14 @@ static void handshake_step(struct worker *w, struct conn *c)
 		if (gnutls_certificate_verification_status_print(
 			    status, gnutls_certificate_type_get(c->tls), &why,
 			    0) == 0) {
+			size_t n;
+
 			snprintf(w->verify_why, sizeof(w->verify_why), "%s",
 				 (const char *)why.data);
 			gnutls_free(why.data);
+			n = strlen(w->verify_why);
+			while (n && w->verify_why[n - 1] == ' ')
+				w->verify_why[--n] = '\0';
 		}
 	} else if (r == GNUTLS_E_PREMATURE_TERMINATION ||
 		   r == GNUTLS_E_PULL_ERROR || r == GNUTLS_E_PUSH_ERROR) {
@@ -672,6 +677,10 @@ static void handshake_step(struct worker *w, struct conn *c)
 	} else {
 		kind = E_TLS_HANDSHAKE;
 	}
+	/* Tell the server why (bad_certificate...), as a TLS client does;
+	 * one try, the socket is non-blocking. */
+	if (kind != E_TLS_CLOSED)
+		(void)gnutls_alert_send_appropriate(c->tls, r);
 	attempt_failed(w, c, kind, 0, r);
 }
 
@@ -1224,7 +1233,7 @@ static uint64_t errors_total(const struct snap *s)
 static double quantile_ms(const struct snap *a, const struct snap *b,
 			  double q)
 {
-	uint64_t total = 0, want, sum = 0;
+	uint64_t total = 0, want, sum = 0, v;
 	unsigned i;
 
 	for (i = 0; i < NBUCKETS; i++)
@@ -1236,12 +1245,13 @@ static double quantile_ms(const struct snap *a, const struct snap *b,
 		want++;
 	if (!want)
 		want = 1;
-	for (i = 0; i < NBUCKETS; i++) {
+	for (i = 0; i < NBUCKETS && sum < want; i++)
 		sum += b->hist[i] - (a ? a->hist[i] : 0);
-		if (sum >= want)
-			return (double)hist_upper(i) / 1e6;
-	}
-	return (double)hist_upper(NBUCKETS - 1) / 1e6;
+	/* The bucket's top, but never above the largest value seen. */
+	v = hist_upper(i - 1);
+	if (b->rtt_max && v > b->rtt_max)
+		v = b->rtt_max;
+	return (double)v / 1e6;
 }
 
 static double min_ms(const struct snap *a, const struct snap *b)
@@ -1372,7 +1382,7 @@ static void usage(FILE *f)
 		"                          (default 1)\n"
 		"  -t, --threads N         event threads (default 2)\n"
 		"      --parallel N        connection attempts in progress at\n"
-		"                          once (default 256)\n"
+		"                          once (default 256; TLS: 64)\n"
 		"      --connect-rate R    attempts per second (default: no limit)\n"
 		"      --connect-timeout S per attempt, TLS handshake included\n"
 		"                          (default 10)\n"
@@ -1921,6 +1931,10 @@ static int parse_args(int argc, char **argv)
 		if (!g.interval_ns)
 			g.interval_ns = 1;
 	}
+	/* A libconnect listener cuts the oldest handshake when more than
+	 * CONNECT_OPT_HANDSHAKE_MAX (64 by default) are in progress. */
+	if (!g.parallel)
+		g.parallel = g.tls ? 64 : 256;
 	if (g.threads > g.conns)
 		g.threads = g.conns;
 	return -1;
