@@ -26,9 +26,12 @@
  *
  * The run has phases, driven by the main thread: setup (every connection
  * is attempted, at most --parallel at a time, failed attempts retried with
- * a growing pause), run (traffic for --duration seconds, the measured
- * window), drain (no new datagrams; wait up to --drain-timeout for the
- * echoes still due), close.  The main thread prints a progress line every
+ * a growing pause; a connection is ready when the echo of its first
+ * datagram is back, which is what tells that the server serves it: the
+ * kernel completes TCP handshakes for clients the server has not accepted
+ * yet), run (traffic for --duration seconds, the measured window), drain
+ * (no new datagrams; wait up to --drain-timeout for the echoes still due),
+ * close.  The main thread prints a progress line every
  * second and the summary at the end.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -170,6 +173,8 @@ static void frame_fill(uint8_t *p, uint32_t size, uint32_t id, uint64_t seq)
 	X(E_TLS_VERIFY, "tls-verify", "TLS handshake: certificate rejected") \
 	X(E_TLS_CLOSED, "tls-closed", "TLS handshake: closed by the server") \
 	X(E_TLS_HANDSHAKE, "tls-handshake", "TLS handshake: failed")         \
+	X(E_NOT_SERVED, "not-served", "setup: no echo of the first "         \
+				      "datagram in time")                     \
 	X(E_PEER_CLOSED, "closed", "closed by the server")                   \
 	X(E_PEER_RESET, "reset", "reset by the server")                      \
 	X(E_IO, "io", "read/write error")                                    \
@@ -204,10 +209,13 @@ static const char *const kind_text[NKINDS] = {
 #undef X
 };
 
-/* Kinds worth another attempt during setup: a busy server's symptoms. */
+/* Kinds worth another attempt during setup: a busy server's symptoms.
+ * Not: a certificate or an echo that is wrong, an unexplained connect
+ * error, a server that took the connection but did not serve it. */
 static bool kind_retryable(int kind)
 {
-	return kind != E_TLS_VERIFY && kind != E_CONN_OTHER;
+	return kind != E_TLS_VERIFY && kind != E_CONN_OTHER &&
+	       kind != E_NOT_SERVED && (kind < E_BAD_SIZE || kind > E_UNSOLICITED);
 }
 
 static int connect_errno_kind(int e)
@@ -268,12 +276,12 @@ static uint64_t hist_upper(unsigned i)
 enum stat_id {
 	S_ATTEMPTS,    /* connection attempts started */
 	S_RETRIES,     /* attempts after a failed one */
-	S_ESTABLISHED, /* connections set up (TLS: handshake done) */
+	S_CONNECTED,   /* attempts that connected (TLS: handshake done) */
+	S_READY,       /* connections whose first echo came back */
 	S_GAVEUP,      /* connections given up after their last attempt */
-	S_PENDING,     /* gauge: attempts in progress */
-	S_UP,          /* gauge: connections open */
-	S_ECHOING,     /* gauge: open connections that had an echo back */
-	S_LOST,        /* connections that failed after setup */
+	S_PENDING,     /* gauge: attempts in progress (until the first echo) */
+	S_UP,          /* gauge: ready connections open */
+	S_LOST,        /* ready connections that failed later */
 	S_SENT,        /* datagrams sent */
 	S_ECHOES,      /* echoes checked */
 	S_ABANDONED,   /* datagrams due on connections that failed */
@@ -285,7 +293,8 @@ struct stats {
 	_Atomic uint64_t v[NSTATS];
 	_Atomic uint64_t err[NKINDS];
 	_Atomic uint64_t rtt_max;
-	_Atomic uint64_t hist[NBUCKETS];
+	_Atomic uint64_t hist[NBUCKETS];  /* round trips of the traffic */
+	_Atomic uint64_t ready[NBUCKETS]; /* attempt start to first echo */
 };
 
 /* A plain copy, summed over the workers. */
@@ -294,6 +303,7 @@ struct snap {
 	uint64_t err[NKINDS];
 	uint64_t rtt_max;
 	uint64_t hist[NBUCKETS];
+	uint64_t ready[NBUCKETS];
 };
 
 /* Every counter has one writer (its worker); the main thread only reads. */
@@ -380,7 +390,8 @@ enum cstate {
 	CS_WAIT,       /* waiting to retry */
 	CS_CONNECTING, /* TCP connect in progress */
 	CS_HANDSHAKE,  /* TLS handshake in progress */
-	CS_UP,         /* established */
+	CS_PROBING,    /* connected, the first datagram's echo due */
+	CS_UP,         /* ready: the first echo came back */
 	CS_LOST,       /* failed after setup */
 	CS_GAVEUP,     /* no attempt left */
 	CS_CLOSED      /* closed at the end */
@@ -401,6 +412,7 @@ struct conn {
 	uint64_t next_seq;  /* sequence number of the next datagram sent */
 	uint64_t recv_seq;  /* sequence number of the next echo due */
 	uint64_t due;       /* rate mode: time of the next send */
+	uint64_t t0;        /* start of the current attempt */
 	uint32_t id;
 	uint32_t out_off, out_len, out_cap;
 	uint32_t tls_pend;  /* bytes of a TLS send to repeat after EAGAIN */
@@ -410,7 +422,6 @@ struct conn {
 	int fd;
 	uint8_t state, attempts, hdr_have, ferr;
 	uint8_t hdr[HDR_LEN];
-	bool echoed;
 };
 
 struct tev {
@@ -560,6 +571,9 @@ static void conn_drop(struct conn *c)
 	free(c->out);
 	c->out = NULL;
 	c->out_off = c->out_len = c->out_cap = c->tls_pend = 0;
+	/* A new attempt is a new stream: sequence numbers start again. */
+	c->next_seq = c->recv_seq = 0;
+	c->hdr_have = 0;
 	timer_cancel(c);
 }
 
@@ -570,10 +584,13 @@ static void attempt_failed(struct worker *w, struct conn *c, int kind,
 	uint64_t pause;
 
 	count_error(w, kind, sys, tls);
-	if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE) {
+	if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE ||
+	    c->state == CS_PROBING) {
 		w->pending--;
 		st_sub(&w->st.v[S_PENDING], 1);
 	}
+	if (c->state == CS_PROBING)
+		st_add(&w->st.v[S_ABANDONED], c->next_seq - c->recv_seq);
 	conn_drop(c);
 	if (w->phase == PH_SETUP && c->attempts <= g.retries &&
 	    kind_retryable(kind)) {
@@ -590,15 +607,17 @@ static void attempt_failed(struct worker *w, struct conn *c, int kind,
 	st_add(&w->st.v[S_GAVEUP], 1);
 }
 
-/* An established connection failed. */
+/* A connection failed: before it was ready, the attempt failed. */
 static void conn_lost(struct worker *w, struct conn *c, int kind, int sys,
 		      int tls)
 {
+	if (c->state != CS_UP) {
+		attempt_failed(w, c, kind, sys, tls);
+		return;
+	}
 	count_error(w, kind, sys, tls);
 	st_sub(&w->st.v[S_UP], 1);
 	st_add(&w->st.v[S_LOST], 1);
-	if (c->echoed)
-		st_sub(&w->st.v[S_ECHOING], 1);
 	st_add(&w->st.v[S_ABANDONED], c->next_seq - c->recv_seq);
 	conn_drop(c);
 	c->state = CS_LOST;
@@ -606,6 +625,8 @@ static void conn_lost(struct worker *w, struct conn *c, int kind, int sys,
 
 static void send_frame(struct worker *w, struct conn *c, uint64_t now);
 static int flush_out(struct worker *w, struct conn *c);
+static void attempt_failed(struct worker *w, struct conn *c, int kind,
+			   int sys, int tls);
 
 static void start_traffic(struct worker *w, struct conn *c, uint64_t now)
 {
@@ -615,7 +636,7 @@ static void start_traffic(struct worker *w, struct conn *c, uint64_t now)
 		for (i = 0; i < g.pipeline; i++)
 			send_frame(w, c, now);
 	} else if (g.rate == 0) {
-		send_frame(w, c, now);
+		return; /* idle: the first echo was all */
 	} else {
 		/* Spread the connections' sends over one interval. */
 		c->due = now + (uint64_t)rnd_next(w) % g.interval_ns;
@@ -625,18 +646,30 @@ static void start_traffic(struct worker *w, struct conn *c, uint64_t now)
 	flush_out(w, c);
 }
 
-static void conn_up(struct worker *w, struct conn *c)
+/* Connected (TLS: handshake done): send the first datagram.  The
+ * attempt's timer still runs, until its echo is back. */
+static void conn_connected(struct worker *w, struct conn *c)
+{
+	c->state = CS_PROBING;
+	st_add(&w->st.v[S_CONNECTED], 1);
+	c->sent_ns = w->sent_ring + (size_t)(c - w->c) * g.pipeline;
+	set_events(w, c, EPOLLIN);
+	send_frame(w, c, now_ns());
+	flush_out(w, c);
+}
+
+/* The first echo is back: the connection is ready. */
+static void conn_ready(struct worker *w, struct conn *c, uint64_t now)
 {
 	timer_cancel(c);
 	c->state = CS_UP;
 	w->pending--;
 	st_sub(&w->st.v[S_PENDING], 1);
-	st_add(&w->st.v[S_ESTABLISHED], 1);
+	st_add(&w->st.v[S_READY], 1);
 	st_add(&w->st.v[S_UP], 1);
-	c->sent_ns = w->sent_ring + (size_t)(c - w->c) * g.pipeline;
-	set_events(w, c, EPOLLIN);
+	st_add(&w->st.ready[hist_index(now - c->t0)], 1);
 	if (w->phase == PH_RUN)
-		start_traffic(w, c, now_ns());
+		start_traffic(w, c, now);
 }
 
 static void handshake_step(struct worker *w, struct conn *c)
@@ -644,7 +677,7 @@ static void handshake_step(struct worker *w, struct conn *c)
 	int r = gnutls_handshake(c->tls), kind;
 
 	if (r == GNUTLS_E_SUCCESS) {
-		conn_up(w, c);
+		conn_connected(w, c);
 		return;
 	}
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED ||
@@ -690,7 +723,7 @@ static void tcp_connected(struct worker *w, struct conn *c)
 	int r;
 
 	if (!g.tls) {
-		conn_up(w, c);
+		conn_connected(w, c);
 		return;
 	}
 	r = gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
@@ -734,6 +767,7 @@ static void start_attempt(struct worker *w, struct conn *c, uint64_t now)
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->fd = fd;
+	c->t0 = now;
 	c->state = CS_CONNECTING;
 	w->pending++;
 	st_add(&w->st.v[S_PENDING], 1);
@@ -877,14 +911,14 @@ static void echo_done(struct worker *w, struct conn *c, uint64_t now)
 
 	c->recv_seq++;
 	st_add(&w->st.v[S_ECHOES], 1);
+	if (c->state == CS_PROBING) {
+		conn_ready(w, c, now);
+		return;
+	}
 	st_add(&w->st.hist[hist_index(rtt)], 1);
 	if (rtt > st_get(&w->st.rtt_max))
 		atomic_store_explicit(&w->st.rtt_max, rtt,
 				      memory_order_relaxed);
-	if (!c->echoed) {
-		c->echoed = true;
-		st_add(&w->st.v[S_ECHOING], 1);
-	}
 	if (g.rate < 0 && w->phase == PH_RUN)
 		send_frame(w, c, now);
 }
@@ -1045,10 +1079,12 @@ static void conn_event(struct worker *w, struct conn *c, uint32_t ev)
 	case CS_HANDSHAKE:
 		handshake_step(w, c);
 		return;
+	case CS_PROBING:
 	case CS_UP:
 		if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
 			conn_read(w, c);
-		if (c->state == CS_UP && (ev & EPOLLOUT))
+		if ((c->state == CS_UP || c->state == CS_PROBING) &&
+		    (ev & EPOLLOUT))
 			flush_out(w, c);
 		return;
 	default:
@@ -1066,6 +1102,9 @@ static void timer_fire(struct worker *w, struct conn *c, uint64_t now)
 		return;
 	case CS_HANDSHAKE:
 		attempt_failed(w, c, E_TLS_TIMEOUT, 0, 0);
+		return;
+	case CS_PROBING:
+		attempt_failed(w, c, E_NOT_SERVED, 0, 0);
 		return;
 	case CS_WAIT:
 		w->ready[(w->rhead + w->rcount++) % w->n] =
@@ -1110,11 +1149,10 @@ static void close_all(struct worker *w)
 			if (c->tls)
 				(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
 			st_sub(&w->st.v[S_UP], 1);
-			if (c->echoed)
-				st_sub(&w->st.v[S_ECHOING], 1);
 			break;
 		case CS_CONNECTING:
 		case CS_HANDSHAKE:
+		case CS_PROBING:
 			st_sub(&w->st.v[S_PENDING], 1);
 			break;
 		default:
@@ -1211,8 +1249,10 @@ static void take_snap(struct snap *s)
 			s->v[i] += st_get(&st->v[i]);
 		for (i = 0; i < NKINDS; i++)
 			s->err[i] += st_get(&st->err[i]);
-		for (i = 0; i < NBUCKETS; i++)
+		for (i = 0; i < NBUCKETS; i++) {
 			s->hist[i] += st_get(&st->hist[i]);
+			s->ready[i] += st_get(&st->ready[i]);
+		}
 		m = st_get(&st->rtt_max);
 		if (m > s->rtt_max)
 			s->rtt_max = m;
@@ -1229,15 +1269,16 @@ static uint64_t errors_total(const struct snap *s)
 	return n;
 }
 
-/* The q-quantile (0 < q <= 1) of b minus a, in ms; -1 if empty. */
-static double quantile_ms(const struct snap *a, const struct snap *b,
-			  double q)
+/* The q-quantile (0 < q <= 1) of histogram b minus histogram a (NULL:
+ * nothing), in ms, at most max (0: no bound); -1 if empty. */
+static double quantile_ms(const uint64_t *a, const uint64_t *b,
+			  uint64_t max, double q)
 {
 	uint64_t total = 0, want, sum = 0, v;
 	unsigned i;
 
 	for (i = 0; i < NBUCKETS; i++)
-		total += b->hist[i] - (a ? a->hist[i] : 0);
+		total += b[i] - (a ? a[i] : 0);
 	if (!total)
 		return -1;
 	want = (uint64_t)(q * (double)total);
@@ -1246,28 +1287,41 @@ static double quantile_ms(const struct snap *a, const struct snap *b,
 	if (!want)
 		want = 1;
 	for (i = 0; i < NBUCKETS && sum < want; i++)
-		sum += b->hist[i] - (a ? a->hist[i] : 0);
+		sum += b[i] - (a ? a[i] : 0);
 	/* The bucket's top, but never above the largest value seen. */
 	v = hist_upper(i - 1);
-	if (b->rtt_max && v > b->rtt_max)
-		v = b->rtt_max;
+	if (max && v > max)
+		v = max;
 	return (double)v / 1e6;
 }
 
-static double min_ms(const struct snap *a, const struct snap *b)
+/* The smallest value of b minus a (the bottom of its bucket), in ms. */
+static double min_ms(const uint64_t *a, const uint64_t *b)
 {
 	unsigned i;
 
 	for (i = 0; i < NBUCKETS; i++)
-		if (b->hist[i] - (a ? a->hist[i] : 0))
+		if (b[i] - (a ? a[i] : 0))
 			return (double)(i < 2 * HIST_SUB ? i
 				  : hist_upper(i - 1) + 1) / 1e6;
+	return -1;
+}
+
+/* The largest value of b minus a (the top of its bucket), in ms. */
+static double max_ms(const uint64_t *a, const uint64_t *b)
+{
+	unsigned i = NBUCKETS;
+
+	while (i--)
+		if (b[i] - (a ? a[i] : 0))
+			return (double)hist_upper(i) / 1e6;
 	return -1;
 }
 
 /* The watched server process (--watch PID). */
 struct proc_info {
 	long rss_kb, threads, fds;
+	double cpu_s; /* user + system time so far */
 };
 
 static bool proc_read(long pid, struct proc_info *pi)
@@ -1278,6 +1332,25 @@ static bool proc_read(long pid, struct proc_info *pi)
 	struct dirent *de;
 
 	pi->rss_kb = pi->threads = pi->fds = -1;
+	pi->cpu_s = -1;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	f = fopen(path, "r");
+	if (f) {
+		char buf[1024], *p;
+		unsigned long long ut, st;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+
+		buf[n] = '\0';
+		fclose(f);
+		/* After "(comm)": state is field 3, utime 14, stime 15. */
+		p = strrchr(buf, ')');
+		if (p && sscanf(p + 1,
+				" %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+				"%llu %llu",
+				&ut, &st) == 2)
+			pi->cpu_s = (double)(ut + st) /
+				    (double)sysconf(_SC_CLK_TCK);
+	}
 	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
 	f = fopen(path, "r");
 	if (!f)
@@ -1301,6 +1374,16 @@ static bool proc_read(long pid, struct proc_info *pi)
 	return true;
 }
 
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void fmt_ms(char *buf, size_t len, double ms)
 {
 	if (ms < 0)
@@ -1319,21 +1402,23 @@ static void progress(double t, int phase, const struct snap *prev,
 		snprintf(srv, sizeof(srv), "; server %ld MB, %ld threads",
 			 pi.rss_kb / 1024, pi.threads);
 	if (phase == PH_SETUP) {
+		fmt_ms(p99, sizeof(p99),
+		       quantile_ms(prev->ready, cur->ready, 0, 0.99));
 		fprintf(stderr,
 			"%s: [%6.1fs] setup: %" PRIu64 "/%" PRIu32
-			" up, %" PRIu64 " connecting, %" PRIu64
-			" failed, %" PRIu64 " retries (%.0f/s)%s\n",
-			prog, t, cur->v[S_ESTABLISHED], g.conns,
-			cur->v[S_PENDING], cur->v[S_GAVEUP],
-			cur->v[S_RETRIES],
-			(double)(cur->v[S_ESTABLISHED] -
-				 prev->v[S_ESTABLISHED]) / dt,
+			" ready (%.0f/s, p99 %s ms), %" PRIu64
+			" in progress, %" PRIu64 " failed, %" PRIu64
+			" retries%s\n",
+			prog, t, cur->v[S_READY], g.conns,
+			(double)(cur->v[S_READY] - prev->v[S_READY]) / dt, p99,
+			cur->v[S_PENDING], cur->v[S_GAVEUP], cur->v[S_RETRIES],
 			srv);
 		return;
 	}
-	fmt_ms(p50, sizeof(p50), quantile_ms(prev, cur, 0.5));
-	fmt_ms(p99, sizeof(p99), quantile_ms(prev, cur, 0.99));
-	fmt_ms(p999, sizeof(p999), quantile_ms(prev, cur, 0.999));
+	fmt_ms(p50, sizeof(p50), quantile_ms(prev->hist, cur->hist, 0, 0.5));
+	fmt_ms(p99, sizeof(p99), quantile_ms(prev->hist, cur->hist, 0, 0.99));
+	fmt_ms(p999, sizeof(p999),
+	       quantile_ms(prev->hist, cur->hist, 0, 0.999));
 	fprintf(stderr,
 		"%s: [%6.1fs] %s: %" PRIu64 " up, %" PRIu64
 		" lost; %.0f echoes/s; rtt p50 %s p99 %s p99.9 %s ms; "
@@ -1375,8 +1460,8 @@ static void usage(FILE *f)
 		"  -c, --connections N     connections (default 100)\n"
 		"  -d, --duration S        seconds of traffic (default 10)\n"
 		"  -r, --rate R            datagrams per second per connection;\n"
-		"                          0: one echo each, then idle (default:\n"
-		"                          flat out)\n"
+		"                          0: idle after the first echo\n"
+		"                          (default: flat out)\n"
 		"  -s, --size N            payload bytes (default 64)\n"
 		"  -p, --pipeline N        datagrams in flight per connection\n"
 		"                          (default 1)\n"
@@ -1384,8 +1469,8 @@ static void usage(FILE *f)
 		"      --parallel N        connection attempts in progress at\n"
 		"                          once (default 256; TLS: 64)\n"
 		"      --connect-rate R    attempts per second (default: no limit)\n"
-		"      --connect-timeout S per attempt, TLS handshake included\n"
-		"                          (default 10)\n"
+		"      --connect-timeout S per attempt: connect, TLS handshake\n"
+		"                          and first echo (default 10)\n"
 		"      --retries N         attempts after a failed one (default 5)\n"
 		"      --drain-timeout S   wait for the last echoes (default 5)\n"
 		"      --tls               TLS (GnuTLS)\n"
@@ -1614,7 +1699,7 @@ static void describe_mode(char *buf, size_t len)
 	if (g.rate < 0)
 		snprintf(buf, len, "flat out");
 	else if (g.rate == 0)
-		snprintf(buf, len, "one echo each, then idle");
+		snprintf(buf, len, "idle after the first echo");
 	else
 		snprintf(buf, len, "%g/s per connection", g.rate);
 }
@@ -1623,7 +1708,8 @@ struct result {
 	double setup_s, run_s;
 	struct snap s0, s1, s2; /* run start, run end, the very end */
 	bool have_srv;
-	struct proc_info srv0, srv1;
+	struct proc_info srv0, srv1, srv_run0;
+	double cpu0, cpu1; /* this process's CPU time at the run's start, end */
 	bool interrupted;
 };
 
@@ -1678,15 +1764,21 @@ static void report(const struct result *r)
 	       g.addr_text, g.tls ? "TLS" : "TCP",
 	       g.tls && g.insecure ? ", not verified" : "", g.conns, g.threads,
 	       mode, g.pipeline, g.size);
-	printf("setup:       %" PRIu64 " established, %" PRIu64
+	printf("setup:       %" PRIu64 " ready, %" PRIu64
 	       " failed in %.2f s (%.0f/s); %" PRIu64 " attempts, %" PRIu64
-	       " retries\n",
-	       s2->v[S_ESTABLISHED], s2->v[S_GAVEUP], r->setup_s,
-	       r->setup_s > 0 ? (double)s2->v[S_ESTABLISHED] / r->setup_s : 0,
-	       s2->v[S_ATTEMPTS], s2->v[S_RETRIES]);
-	printf("held:        %" PRIu64 " open at the end of the run, %" PRIu64
-	       " of them echoing; %" PRIu64 " lost\n",
-	       s1->v[S_UP], s1->v[S_ECHOING], s2->v[S_LOST]);
+	       " connected, %" PRIu64 " retries\n",
+	       s2->v[S_READY], s2->v[S_GAVEUP], r->setup_s,
+	       r->setup_s > 0 ? (double)s2->v[S_READY] / r->setup_s : 0,
+	       s2->v[S_ATTEMPTS], s2->v[S_CONNECTED], s2->v[S_RETRIES]);
+	fmt_ms(b, sizeof(b), quantile_ms(NULL, s2->ready, 0, 0.5));
+	fmt_ms(c, sizeof(c), quantile_ms(NULL, s2->ready, 0, 0.99));
+	fmt_ms(e, sizeof(e), max_ms(NULL, s2->ready));
+	printf("ready in:    p50 %s p99 %s max %s ms (connect%s, first echo)"
+	       "\n",
+	       b, c, e, g.tls ? ", TLS handshake" : "");
+	printf("held:        %" PRIu64 " open at the end of the run; %" PRIu64
+	       " lost\n",
+	       s1->v[S_UP], s2->v[S_LOST]);
 	printf("echoes:      %" PRIu64 " checked in %.2f s: %.0f/s, %.2f MB/s "
 	       "each way; %" PRIu64 " in all\n",
 	       echoes, r->run_s, rate,
@@ -1696,13 +1788,25 @@ static void report(const struct result *r)
 		       " sends skipped (pipeline full or thread late)\n",
 		       g.rate * (double)s1->v[S_UP],
 		       s1->v[S_SKIPPED] - s0->v[S_SKIPPED]);
-	fmt_ms(a, sizeof(a), min_ms(s0, s1));
-	fmt_ms(b, sizeof(b), quantile_ms(s0, s1, 0.5));
-	fmt_ms(c, sizeof(c), quantile_ms(s0, s1, 0.99));
-	fmt_ms(d, sizeof(d), quantile_ms(s0, s1, 0.999));
+	fmt_ms(a, sizeof(a), min_ms(s0->hist, s1->hist));
+	fmt_ms(b, sizeof(b), quantile_ms(s0->hist, s1->hist, s2->rtt_max, 0.5));
+	fmt_ms(c, sizeof(c),
+	       quantile_ms(s0->hist, s1->hist, s2->rtt_max, 0.99));
+	fmt_ms(d, sizeof(d),
+	       quantile_ms(s0->hist, s1->hist, s2->rtt_max, 0.999));
 	fmt_ms(e, sizeof(e), s2->rtt_max ? (double)s2->rtt_max / 1e6 : -1);
 	printf("rtt:         min %s p50 %s p99 %s p99.9 %s max %s ms\n", a, b,
 	       c, d, e);
+	if (r->run_s > 0)
+		printf("cpu:         connect-load %.0f%% of one core during the "
+		       "run",
+		       100 * (r->cpu1 - r->cpu0) / r->run_s);
+	if (r->run_s > 0 && r->have_srv && r->srv_run0.cpu_s >= 0 &&
+	    r->srv1.cpu_s >= 0)
+		printf(", server %.0f%%",
+		       100 * (r->srv1.cpu_s - r->srv_run0.cpu_s) / r->run_s);
+	if (r->run_s > 0)
+		printf(" (%ld cores)\n", sysconf(_SC_NPROCESSORS_ONLN));
 	if (r->have_srv) {
 		printf("server:      pid %ld: VmRSS %ld kB before, %ld kB at the "
 		       "end of the run",
@@ -1741,23 +1845,28 @@ static void write_csv(const struct result *r)
 	}
 	if (header)
 		fprintf(f, "target,transport,connections,threads,rate,size,"
-			   "pipeline,established,failed,retries,setup_s,"
-			   "held,echoing,lost,run_s,echoes,echoes_per_s,"
+			   "pipeline,ready,failed,retries,setup_s,"
+			   "ready_p50_ms,ready_p99_ms,"
+			   "held,lost,run_s,echoes,echoes_per_s,"
 			   "rtt_p50_ms,rtt_p99_ms,rtt_p999_ms,rtt_max_ms,"
 			   "server_rss_kb_before,server_rss_kb,"
 			   "server_threads,errors,error_kinds\n");
 	fprintf(f,
 		"%s,%s,%" PRIu32 ",%" PRIu32 ",%g,%" PRIu32 ",%" PRIu32
-		",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.3f,%" PRIu64
-		",%" PRIu64 ",%" PRIu64 ",%.3f,%" PRIu64 ",%.1f,%.4f,%.4f,"
+		",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.3f,%.4f,%.4f,%" PRIu64
+		",%" PRIu64 ",%.3f,%" PRIu64 ",%.1f,%.4f,%.4f,"
 		"%.4f,%.4f,%ld,%ld,%ld,%" PRIu64 ",",
 		g.addr_text, g.tls ? "tls" : "tcp", g.conns, g.threads, g.rate,
-		g.size, g.pipeline, s2->v[S_ESTABLISHED], s2->v[S_GAVEUP],
-		s2->v[S_RETRIES], r->setup_s, s1->v[S_UP], s1->v[S_ECHOING],
+		g.size, g.pipeline, s2->v[S_READY], s2->v[S_GAVEUP],
+		s2->v[S_RETRIES], r->setup_s,
+		quantile_ms(NULL, s2->ready, 0, 0.5),
+		quantile_ms(NULL, s2->ready, 0, 0.99), s1->v[S_UP],
 		s2->v[S_LOST], r->run_s, echoes,
 		r->run_s > 0 ? (double)echoes / r->run_s : 0,
-		quantile_ms(s0, s1, 0.5), quantile_ms(s0, s1, 0.99),
-		quantile_ms(s0, s1, 0.999), (double)s2->rtt_max / 1e6,
+		quantile_ms(s0->hist, s1->hist, s2->rtt_max, 0.5),
+		quantile_ms(s0->hist, s1->hist, s2->rtt_max, 0.99),
+		quantile_ms(s0->hist, s1->hist, s2->rtt_max, 0.999),
+		(double)s2->rtt_max / 1e6,
 		r->have_srv ? r->srv0.rss_kb : -1,
 		r->have_srv ? r->srv1.rss_kb : -1,
 		r->have_srv ? r->srv1.threads : -1, errors_total(s2));
@@ -2063,6 +2172,7 @@ int main(int argc, char **argv)
 			if (phase == PH_RUN) {
 				run_t1 = now;
 				take_snap(&r.s1);
+				r.cpu1 = self_cpu_s();
 				if (g.watch_pid)
 					proc_read(g.watch_pid, &r.srv1);
 				phase = PH_DRAIN;
@@ -2073,19 +2183,22 @@ int main(int argc, char **argv)
 		}
 		take_snap(&cur);
 		if (phase == PH_SETUP &&
-		    cur.v[S_ESTABLISHED] + cur.v[S_GAVEUP] >= g.conns) {
+		    cur.v[S_READY] + cur.v[S_GAVEUP] >= g.conns) {
 			r.setup_s = (double)(now - t0) / 1e9;
 			if (!g.quiet)
 				fprintf(stderr,
 					"%s: [%6.1fs] setup done: %" PRIu64
-					" established, %" PRIu64
+					" ready, %" PRIu64
 					" failed in %.2f s\n",
 					prog, (double)(now - t0) / 1e9,
-					cur.v[S_ESTABLISHED], cur.v[S_GAVEUP],
+					cur.v[S_READY], cur.v[S_GAVEUP],
 					r.setup_s);
 			run_t0 = now;
 			r.s0 = cur;
-			if (!cur.v[S_ESTABLISHED]) {
+			r.cpu0 = self_cpu_s();
+			if (g.watch_pid)
+				proc_read(g.watch_pid, &r.srv_run0);
+			if (!cur.v[S_READY]) {
 				run_t1 = now;
 				r.s1 = cur;
 				phase = PH_CLOSE;
@@ -2103,6 +2216,7 @@ int main(int argc, char **argv)
 		    now - run_t0 >= (uint64_t)(g.duration * 1e9)) {
 			run_t1 = now;
 			r.s1 = cur;
+			r.cpu1 = self_cpu_s();
 			if (g.watch_pid)
 				proc_read(g.watch_pid, &r.srv1);
 			phase = PH_DRAIN;
