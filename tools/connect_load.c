@@ -1710,6 +1710,7 @@ struct result {
 	bool have_srv;
 	struct proc_info srv0, srv1, srv_run0;
 	double cpu0, cpu1; /* this process's CPU time at the run's start, end */
+	struct proc_info self1; /* this process at the run's end */
 	bool interrupted;
 };
 
@@ -1806,7 +1807,8 @@ static void report(const struct result *r)
 		printf(", server %.0f%%",
 		       100 * (r->srv1.cpu_s - r->srv_run0.cpu_s) / r->run_s);
 	if (r->run_s > 0)
-		printf(" (%ld cores)\n", sysconf(_SC_NPROCESSORS_ONLN));
+		printf(" (%ld cores); connect-load VmRSS %ld kB\n",
+		       sysconf(_SC_NPROCESSORS_ONLN), r->self1.rss_kb);
 	if (r->have_srv) {
 		printf("server:      pid %ld: VmRSS %ld kB before, %ld kB at the "
 		       "end of the run",
@@ -2173,6 +2175,7 @@ int main(int argc, char **argv)
 				run_t1 = now;
 				take_snap(&r.s1);
 				r.cpu1 = self_cpu_s();
+				proc_read((long)getpid(), &r.self1);
 				if (g.watch_pid)
 					proc_read(g.watch_pid, &r.srv1);
 				phase = PH_DRAIN;
@@ -2217,6 +2220,7 @@ int main(int argc, char **argv)
 			run_t1 = now;
 			r.s1 = cur;
 			r.cpu1 = self_cpu_s();
+			proc_read((long)getpid(), &r.self1);
 			if (g.watch_pid)
 				proc_read(g.watch_pid, &r.srv1);
 			phase = PH_DRAIN;
