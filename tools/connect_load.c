@@ -446,7 +446,8 @@ struct worker {
 	size_t hn, hcap;
 	uint64_t *sent_ring;
 	int phase;
-	unsigned rnd;
+	_Atomic int phase_seen; /* phase, published for the main thread */
+	uint64_t rnd;
 	struct stats st;
 	/* details for the summary, read by the main thread after the join */
 	int last_errno[NKINDS];
@@ -528,10 +529,13 @@ static void timer_cancel(struct conn *c)
 	c->gen++;
 }
 
-static unsigned rnd_next(struct worker *w)
+/* A random number below n (n > 0): xorshift64, for spreading out. */
+static uint64_t rnd_below(struct worker *w, uint64_t n)
 {
-	w->rnd = w->rnd * 1103515245u + 12345u;
-	return w->rnd >> 8;
+	w->rnd ^= w->rnd << 13;
+	w->rnd ^= w->rnd >> 7;
+	w->rnd ^= w->rnd << 17;
+	return w->rnd % n;
 }
 
 static void set_events(struct worker *w, struct conn *c, uint32_t ev)
@@ -598,7 +602,7 @@ static void attempt_failed(struct worker *w, struct conn *c, int kind,
 		pause = 50000000ull << (c->attempts < 6 ? c->attempts - 1 : 5);
 		if (pause > 2000000000ull)
 			pause = 2000000000ull;
-		pause += (uint64_t)rnd_next(w) % pause;
+		pause += rnd_below(w, pause);
 		c->state = CS_WAIT;
 		timer_set(w, c, now_ns() + pause);
 		return;
@@ -639,7 +643,7 @@ static void start_traffic(struct worker *w, struct conn *c, uint64_t now)
 		return; /* idle: the first echo was all */
 	} else {
 		/* Spread the connections' sends over one interval. */
-		c->due = now + (uint64_t)rnd_next(w) % g.interval_ns;
+		c->due = now + rnd_below(w, g.interval_ns);
 		timer_set(w, c, c->due);
 		return;
 	}
@@ -1180,6 +1184,8 @@ static void *worker_main(void *arg)
 		now = now_ns();
 		if (ph != w->phase) {
 			w->phase = ph;
+			/* After this, no datagram is sent in an older phase. */
+			atomic_store(&w->phase_seen, ph);
 			if (ph == PH_RUN)
 				for (k = 0; k < w->n; k++)
 					if (w->c[k].state == CS_UP)
@@ -1444,6 +1450,17 @@ static void set_phase(int ph)
 {
 	atomic_store(&g_phase, ph);
 	wake_workers();
+}
+
+/* Every worker has seen phase ph (and sends accordingly). */
+static bool phase_seen(int ph)
+{
+	unsigned t;
+
+	for (t = 0; t < g.threads; t++)
+		if (atomic_load(&workers[t].phase_seen) != ph)
+			return false;
+	return true;
 }
 
 /* ---- options --------------------------------------------------------- */
@@ -2073,7 +2090,7 @@ static void workers_start(void)
 		if (!w->max_pending)
 			w->max_pending = 1;
 		w->rate = g.connect_rate / g.threads;
-		w->rnd = 2463534242u + t * 7919u;
+		w->rnd = 88172645463325252ull + t * 7919u;
 		for (i = 0; i < n; i++) {
 			w->c[i].fd = -1;
 			w->c[i].id = i * g.threads + t;
@@ -2114,6 +2131,7 @@ int main(int argc, char **argv)
 	struct snap prev, cur;
 	sigset_t sigs;
 	int rc, phase = PH_SETUP, sig;
+	bool drained;
 	uint64_t t0, now, run_t0 = 0, run_t1 = 0, drain_end = 0, last_tick,
 							  next_tick;
 	unsigned t;
@@ -2184,6 +2202,9 @@ int main(int argc, char **argv)
 				set_phase(PH_DRAIN);
 			}
 		}
+		/* Once every worker is draining, the counters read next
+		 * include every datagram that will ever be sent. */
+		drained = phase == PH_DRAIN && phase_seen(PH_DRAIN);
 		take_snap(&cur);
 		if (phase == PH_SETUP &&
 		    cur.v[S_READY] + cur.v[S_GAVEUP] >= g.conns) {
@@ -2228,7 +2249,8 @@ int main(int argc, char **argv)
 			set_phase(PH_DRAIN);
 		}
 		if (phase == PH_DRAIN &&
-		    (cur.v[S_SENT] == cur.v[S_ECHOES] + cur.v[S_ABANDONED] ||
+		    ((drained && cur.v[S_SENT] ==
+					 cur.v[S_ECHOES] + cur.v[S_ABANDONED]) ||
 		     now >= drain_end)) {
 			set_phase(PH_CLOSE);
 			break;
