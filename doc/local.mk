@@ -18,6 +18,10 @@ dist_man1_MANS = \
 	doc/man/tls-client.1 \
 	doc/man/tls-echo-server.1
 
+# Section 1, not installed: the tools for working on libconnect
+# (tools/local.mk), which are not installed either.
+EXTRA_DIST += doc/man/connect-load.1
+
 # Section 3: pages.
 dist_man3_MANS = \
 	doc/man/connect_accept.3 \
