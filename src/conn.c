@@ -117,6 +117,7 @@ struct connect_conn {
 	_Atomic int app_ref; /* the application still holds its handle */
 	int close_linger;
 	int64_t close_deadline;
+	uint64_t close_sent; /* datagrams written when the stream was cut */
 
 	/* Inbox (inbox.h).  `inbox` is set once, under recv_lock. */
 	_Atomic(connect_inbox *) inbox;
@@ -927,15 +928,8 @@ bool cn_conn_close_begin(struct connect_conn *c, int linger_ms)
 	return true;
 }
 
-int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
-		      size_t *undelivered)
+void cn_conn_close_stop(struct connect_conn *c)
 {
-	struct connect_datagram *dg;
-	size_t left, dropped_in = 0;
-	uint64_t sent;
-	bool busy;
-	int rc, tx;
-
 	if (c->close_linger > 0) {
 		pthread_mutex_lock(&c->lock);
 		while (!c->writer_done)
@@ -949,9 +943,19 @@ int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
 	 * makes sure the peer cannot take it for a clean end), which wakes
 	 * the reader and a writer stuck on a full socket; join both. */
 	atomic_store(&c->stop, 1);
-	sent = atomic_load(&c->msgs_sent);
+	c->close_sent = atomic_load(&c->msgs_sent);
 	c->t->ops->abort(c->t);
 	wake_all(c);
+}
+
+int cn_conn_close_finish(struct connect_conn *c, size_t *unsent,
+			 size_t *undelivered)
+{
+	struct connect_datagram *dg;
+	size_t left, dropped_in = 0;
+	bool busy;
+	int rc, tx;
+
 	pthread_join(c->writer, NULL);
 	pthread_join(c->reader, NULL);
 
@@ -973,7 +977,8 @@ int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
 	 * end failed, or CONNECT_ETIMEDOUT when it was never tried. */
 	if (tx && tx != CONNECT_ECLOSED)
 		rc = tx; /* the writer failed */
-	else if (c->close_linger == 0 && left == 0 && !lost_in_flight(c, sent))
+	else if (c->close_linger == 0 && left == 0 &&
+		 !lost_in_flight(c, c->close_sent))
 		rc = CONNECT_OK; /* an abort was asked for, nothing lost */
 	else if (c->close_linger == 0)
 		rc = CONNECT_ETIMEDOUT; /* the abort may have lost data */
@@ -986,6 +991,13 @@ int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
 	if (undelivered)
 		*undelivered = dropped_in;
 	return rc;
+}
+
+int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
+		      size_t *undelivered)
+{
+	cn_conn_close_stop(c);
+	return cn_conn_close_finish(c, unsent, undelivered);
 }
 
 int connect_close(connect_conn *c, int linger_ms, size_t *unsent)

@@ -289,6 +289,56 @@ static void trim(unsigned *closed)
 	*closed = 0;
 }
 
+/*
+ * Close a list of connections (linked by close_next) all at once: every
+ * one begins (flushing within its linger), then every one is cut, then
+ * every one is joined, so that thousands close in the time of the slowest
+ * rather than in the sum.  linger -1: each connection's
+ * CONNECT_OPT_LINGER_MS; -2: its end linger (cn_conn_end_linger).
+ * Drops the inbox's reference to each.  Returns the first failure, and
+ * adds what was lost to *lost.
+ */
+static int close_all(struct cn_inbox_link *all, int linger, size_t *lost,
+		     unsigned *nclosed)
+{
+	struct cn_inbox_link *link, *next;
+	int rc = CONNECT_OK;
+
+	for (link = all; link; link = link->close_next) {
+		struct connect_conn *c = link->conn;
+
+		link->listed = cn_conn_close_begin(
+			c, linger < -1 ? cn_conn_end_linger(c) : linger);
+	}
+	for (link = all; link; link = link->close_next)
+		if (link->listed)
+			cn_conn_close_stop(link->conn);
+	for (link = all; link; link = next) {
+		size_t unsent = 0, undelivered = 0;
+
+		next = link->close_next;
+		if (link->listed) {
+			int r = cn_conn_close_finish(link->conn, &unsent,
+						     &undelivered);
+
+			if (r != CONNECT_OK && r != CONNECT_ECLOSED &&
+			    rc == CONNECT_OK)
+				rc = r;
+			*lost += unsent + undelivered;
+			link->listed = false;
+		}
+		cn_conn_unref(link->conn);
+		(*nclosed)++;
+	}
+	return rc;
+}
+
+/*
+ * The closing thread: closes connections whose END item is done, so that
+ * no worker waits for a peer that is slow to take the rest of what was
+ * sent, and drops the inbox's reference.  It takes whatever has ended
+ * meanwhile as one batch.
+ */
 static void *closer_main(void *arg)
 {
 	struct connect_inbox *ib = arg;
@@ -296,10 +346,11 @@ static void *closer_main(void *arg)
 
 	pthread_mutex_lock(&ib->lock);
 	for (;;) {
-		struct cn_inbox_link *link = ib->to_close;
-		struct connect_conn *c;
+		struct cn_inbox_link *batch = ib->to_close;
+		uint64_t n = 0;
+		size_t lost = 0;
 
-		if (!link) {
+		if (!batch) {
 			if (closed) {
 				/* A burst of closes is over. */
 				pthread_mutex_unlock(&ib->lock);
@@ -312,16 +363,13 @@ static void *closer_main(void *arg)
 			pthread_cond_wait(&ib->closer_cv, &ib->lock);
 			continue;
 		}
-		ib->to_close = link->close_next;
-		if (!ib->to_close)
-			ib->to_close_tail = &ib->to_close;
+		ib->to_close = NULL;
+		ib->to_close_tail = &ib->to_close;
 		pthread_mutex_unlock(&ib->lock);
-		c = link->conn;
-		if (cn_conn_close_begin(c, cn_conn_end_linger(c)))
-			(void)cn_conn_close_end(c, NULL, NULL);
-		cn_conn_unref(c);
-		atomic_fetch_sub(&ib->nclosing, 1);
-		closed++;
+		for (struct cn_inbox_link *l = batch; l; l = l->close_next)
+			n++;
+		(void)close_all(batch, -2, &lost, &closed);
+		atomic_fetch_sub(&ib->nclosing, n);
 		pthread_mutex_lock(&ib->lock);
 	}
 	pthread_mutex_unlock(&ib->lock);
@@ -537,33 +585,8 @@ int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
 	}
 	pthread_mutex_unlock(&ib->lock);
 
-	/* 3. Close them all at once: every one starts to flush, then each
-	 * is waited for within the same linger. */
-	for (link = all; link; link = link->close_next) {
-		bool mine = cn_conn_close_begin(
-			link->conn,
-			linger_ms < 0 ? cn_conn_end_linger(link->conn)
-				      : linger_ms);
-
-		link->listed = mine; /* reused: "ours to end" */
-	}
-	for (link = all; link; link = next) {
-		size_t unsent = 0, undelivered = 0;
-
-		next = link->close_next;
-		if (link->listed) {
-			int r = cn_conn_close_end(link->conn, &unsent,
-						  &undelivered);
-
-			if (r != CONNECT_OK && rc == CONNECT_OK)
-				rc = r == CONNECT_ECLOSED ? CONNECT_OK : r;
-			lost += unsent + undelivered;
-			link->listed = false;
-		}
-		cn_conn_unref(link->conn);
-		nclosed++;
-	}
-
+	/* 3. Close them all at once. */
+	rc = close_all(all, linger_ms < 0 ? -1 : linger_ms, &lost, &nclosed);
 	trim(&nclosed);
 	/* Tokens may remain on the ready queue: nobody dequeues any more
 	 * (every call left, and new ones may not start), so they are never

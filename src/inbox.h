@@ -78,6 +78,12 @@ int cn_conn_attach(struct connect_conn *c, connect_inbox *ib, bool owned);
 bool cn_conn_close_begin(struct connect_conn *c, int linger_ms);
 int cn_conn_close_end(struct connect_conn *c, size_t *unsent,
 		      size_t *undelivered);
+/* close_end in two steps, so that many connections' threads end at once:
+ * stop (wait for the writer within the linger, cut the stream, wake the
+ * threads), then finish (join them, free). */
+void cn_conn_close_stop(struct connect_conn *c);
+int cn_conn_close_finish(struct connect_conn *c, size_t *unsent,
+			 size_t *undelivered);
 /* The linger to close an ended connection with. */
 int cn_conn_end_linger(struct connect_conn *c);
 
