@@ -94,7 +94,9 @@ struct tls_transport {
 	pthread_mutex_t wlock;  /* writing to the lower stream, in order */
 	struct tls_buf wout;    /* bytes being written (wlock) */
 
-	uint8_t sbuf[TLS_RECORD]; /* writer: small writes gathered */
+	uint8_t *sbuf; /* writer: small writes gathered (TLS_RECORD bytes,
+			* made on the first gathering: an idle connection
+			* has none) */
 };
 
 static struct tls_transport *tls_of(struct cn_transport *t)
@@ -640,9 +642,18 @@ static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
 		;
 	if (i == iovcnt)
 		return 0;
-	/* A large piece is encrypted straight from the caller's memory. */
+	/* A large piece, or a piece alone, is encrypted straight from the
+	 * caller's memory. */
 	if (iov[i].iov_len >= TLS_RECORD)
 		return tls_send_record(t, iov[i].iov_base, TLS_RECORD);
+	if (i + 1 == iovcnt)
+		return tls_send_record(t, iov[i].iov_base, iov[i].iov_len);
+	if (!t->sbuf) {
+		t->sbuf = cn_malloc(TLS_RECORD);
+		if (!t->sbuf) /* one piece at a time, then */
+			return tls_send_record(t, iov[i].iov_base,
+					       iov[i].iov_len);
+	}
 	/* Small pieces (datagram headers, short messages) share a record. */
 	for (; i < iovcnt && fill < TLS_RECORD; i++) {
 		n = iov[i].iov_len;
@@ -758,6 +769,7 @@ static void tls_free(struct tls_transport *t)
 	pthread_mutex_destroy(&t->wlock);
 	tls_buf_free(&t->wbuf);
 	tls_buf_free(&t->wout);
+	cn_free(t->sbuf);
 	cn_tls_config_unref(t->cfg);
 	cn_free(t->server_name);
 	cn_free(t);
