@@ -48,6 +48,7 @@ struct handshake {
 	struct cn_transport *t; /* owned by the handshake thread */
 	bool done;              /* under l->lock: t no longer ours to cut */
 	bool cut;               /* under l->lock: the listener cut it */
+	int64_t started;        /* cn_now_ms() */
 	char peer[CN_ADDRSTRLEN];
 	struct handshake *prev, *next; /* newest first */
 };
@@ -251,16 +252,42 @@ static void hs_cut(struct connect_listener *l, struct handshake *h)
 	h->t->ops->abort(h->t);
 }
 
-/* Make room for one more handshake: cut the oldest running ones. */
+/* The oldest handshake still running, or NULL.  Called with l->lock. */
+static struct handshake *hs_oldest_running(struct connect_listener *l)
+{
+	struct handshake *h;
+
+	for (h = l->hs_oldest; h; h = h->prev)
+		if (!h->done && !h->cut)
+			return h;
+	return NULL;
+}
+
+/*
+ * Make room for one more handshake: cut the oldest running ones, but none
+ * younger than CN_HS_GRACE_MS: meanwhile the next client waits (in the
+ * kernel's backlog) for a handshake to finish.  An honest burst of
+ * clients then goes through, a few at a time, while peers that stall a
+ * handshake still lose their place after the grace.
+ */
+#define CN_HS_GRACE_MS 250
+
 static void hs_make_room(struct connect_listener *l)
 {
 	size_t max = (size_t)l->opts.v[CONNECT_OPT_HANDSHAKE_MAX];
 	struct handshake *h;
 
 	pthread_mutex_lock(&l->lock);
-	for (h = l->hs_oldest; h && l->nactive >= max; h = h->prev) {
-		if (h->done || h->cut)
+	while (l->nactive >= max && !atomic_load(&l->closing)) {
+		h = hs_oldest_running(l);
+		if (!h)
+			break;
+		if (cn_now_ms() - h->started < CN_HS_GRACE_MS) {
+			/* Woken when a handshake finishes. */
+			(void)cn_cond_wait_until(&l->cv, &l->lock,
+						 h->started + CN_HS_GRACE_MS);
 			continue;
+		}
 		note_failure(l, h->peer, CONNECT_ETLSHANDSHAKETIMEOUT,
 			     "handshake cut: too many in progress, the oldest "
 			     "goes first");
@@ -285,6 +312,7 @@ static void start_handshake(struct connect_listener *l, struct cn_transport *t)
 		return;
 	}
 	snprintf(h->peer, sizeof(h->peer), "%s", t->peer);
+	h->started = cn_now_ms();
 	h->l = l;
 	h->t = t;
 	/* Listed before it starts: it may finish at once, and close must
