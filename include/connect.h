@@ -267,7 +267,8 @@ enum connect_opt {
 	/* Listener only: handshakes (TLS) in progress at once.  When another
 	 * client arrives at the limit, the oldest handshake is cut (and
 	 * counted by connect_listener_tls_failures()) once it has run for
-	 * 250 ms (until then the new client waits in the kernel's backlog),
+	 * 4 ms per handshake allowed, at most 250 ms (until then the new
+	 * client waits in the kernel's backlog),
 	 * so silent or slow peers cannot lock real clients out, and an
 	 * honest burst of clients is not cut.  Default 64; 1 .. 65536. */
 	CONNECT_OPT_HANDSHAKE_MAX = 12,

@@ -265,16 +265,17 @@ static struct handshake *hs_oldest_running(struct connect_listener *l)
 
 /*
  * Make room for one more handshake: cut the oldest running ones, but none
- * younger than CN_HS_GRACE_MS: meanwhile the next client waits (in the
- * kernel's backlog) for a handshake to finish.  An honest burst of
- * clients then goes through, a few at a time, while peers that stall a
- * handshake still lose their place after the grace.
+ * younger than a grace of 4 ms per handshake allowed (at most 250 ms):
+ * meanwhile the next client waits (in the kernel's backlog) for a
+ * handshake to finish.  An honest burst of clients then goes through, a
+ * few at a time, while peers that stall a handshake still lose their
+ * place after the grace: however many, they are cut at about 250 per
+ * second.
  */
-#define CN_HS_GRACE_MS 250
-
 static void hs_make_room(struct connect_listener *l)
 {
 	size_t max = (size_t)l->opts.v[CONNECT_OPT_HANDSHAKE_MAX];
+	int64_t grace = max >= 62 ? 250 : (int64_t)max * 4;
 	struct handshake *h;
 
 	pthread_mutex_lock(&l->lock);
@@ -282,10 +283,10 @@ static void hs_make_room(struct connect_listener *l)
 		h = hs_oldest_running(l);
 		if (!h)
 			break;
-		if (cn_now_ms() - h->started < CN_HS_GRACE_MS) {
+		if (cn_now_ms() - h->started < grace) {
 			/* Woken when a handshake finishes. */
 			(void)cn_cond_wait_until(&l->cv, &l->lock,
-						 h->started + CN_HS_GRACE_MS);
+						 h->started + grace);
 			continue;
 		}
 		note_failure(l, h->peer, CONNECT_ETLSHANDSHAKETIMEOUT,
