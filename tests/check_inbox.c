@@ -782,10 +782,21 @@ START_TEST(out_of_descriptors)
 	while (n > 0)
 		close(fds[--n]);
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
-	/* The waiting client is attached now, and a new one too. */
-	wait_attached(s, 2);
+	/* The waiting client is attached now (or, where the accept got the
+	 * last descriptor and the connection could not be set up, dropped:
+	 * valgrind keeps descriptors of its own), and a new one too. */
+	for (int64_t end = now_ms() + scaled_ms(10000);
+	     atomic_load(&s->attached) < 2 && now_ms() < end;) {
+		struct pollfd p = { raw, POLLIN, 0 };
+		char b;
+
+		if (poll(&p, 1, 20) == 1 && recv(raw, &b, 1, MSG_DONTWAIT) <= 0)
+			break; /* dropped */
+	}
+	n = atomic_load(&s->attached);
+	ck_assert_msg(n >= 1 && n <= 2, "%d attached", n);
 	c2 = t_dial_ok(T_TCP4, s->port, NULL);
-	wait_attached(s, 3);
+	wait_attached(s, n + 1);
 	rc = connect_send(c, dg_make(1, 1, 1));
 	ck_assert_int_eq(rc, CONNECT_OK);
 	ck_assert_int_eq(connect_recv_wait(c, &dg, scaled_ms(5000)),
@@ -794,7 +805,7 @@ START_TEST(out_of_descriptors)
 	close(raw);
 	connect_close(c, 0, NULL);
 	connect_close(c2, 0, NULL);
-	wait_ended(s, 3);
+	wait_ended(s, n + 1);
 	srv_stop(s, NULL);
 }
 END_TEST
