@@ -317,11 +317,9 @@ int main(int argc, char **argv)
 	/* Stop accepting, close every client (up to 1 s each to flush, all
 	 * at once), wake the workers, join them. */
 	connect_listener_close(l);
-	rc = connect_inbox_close(srv.ib, 1000, NULL);
-	if (rc != CONNECT_OK && rc != CONNECT_ETIMEDOUT) {
-		echo_error(rc, "connect_inbox_close");
-		status = 1;
-	}
+	/* Not OK: some client had failed or did not take everything within
+	 * the second; that is the client's story, not the server's. */
+	(void)connect_inbox_close(srv.ib, 1000, NULL);
 	for (unsigned long i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	while (srv.sessions) {

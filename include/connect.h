@@ -268,7 +268,7 @@ enum connect_opt {
 	 * client arrives at the limit, the oldest handshake is cut (and
 	 * counted by connect_listener_tls_failures()) once it has run for
 	 * 4 ms per handshake allowed, at most 250 ms (until then the new
-	 * client waits in the kernel's backlog),
+	 * client, accepted, waits for its handshake to start),
 	 * so silent or slow peers cannot lock real clients out, and an
 	 * honest burst of clients is not cut.  Default 64; 1 .. 65536. */
 	CONNECT_OPT_HANDSHAKE_MAX = 12,
@@ -835,16 +835,20 @@ CONNECT_API int connect_listener_tls_failures(connect_listener *l,
  * connection's user pointer (connect_conn_set_user()) when the item was
  * popped: the worker's session state, with no lookup table.
  *
- * WHO CLOSES.  A connection attached to an inbox is closed by the library
- * once its END item is done (with its CONNECT_OPT_LINGER_MS after a clean
- * end, at once after an error), on a thread of the inbox's, so that no
- * worker waits for a slow peer; and by connect_inbox_close().  A worker
- * may close it earlier with connect_close(it.conn, ...) (to drop a client;
- * its END item follows).  A connection the application dialed or accepted
- * itself and then attached stays the application's handle as well: it
- * calls connect_close() on it once, as always (CONNECT_ECLOSED if the
- * inbox closed it already).  Connections accepted by a listener that feeds
- * an inbox belong to the inbox alone.
+ * WHO CLOSES.  An attached connection belongs to the inbox: the one
+ * accepted by a listener that feeds it, and the one the application
+ * attached (connect_conn_attach() hands the application's handle over).
+ * The library closes it once its END item is done (with its
+ * CONNECT_OPT_LINGER_MS after a clean end, at once after an error), on a
+ * thread of the inbox's, so that no worker waits for a slow peer; and
+ * connect_inbox_close() closes them all.  A worker holding an item may
+ * close its connection earlier with connect_close(it.conn, ...) (to drop
+ * a client; its END item follows, with CONNECT_ECLOSED); closing is done
+ * once, later calls return CONNECT_ECLOSED.  Outside an item, a pointer to
+ * an attached connection may be freed as soon as its END item is done:
+ * use it.conn.  Without CONNECT_INBOX_STRAND the END item may be done
+ * while another worker still holds one of the connection's datagrams;
+ * that worker's reply then meets a closed connection (CONNECT_ECLOSED).
  *
  * THE ONE-CONNECTION API.  An attached connection's datagrams go to the
  * inbox only: connect_recv*() and connect_conn_fd() on it return
@@ -854,14 +858,19 @@ CONNECT_API int connect_listener_tls_failures(connect_listener *l,
  *
  * FLOW CONTROL.  Each connection keeps its CONNECT_OPT_RECV_QUEUE_* bounds;
  * the inbox adds CONNECT_OPT_INBOX_BYTES / _MSGS over all of them.  At a
- * bound, readers stop reading until the workers catch up: memory stays
- * bounded, nothing is dropped.
+ * bound, readers stop reading until the workers catch up (a reader whose
+ * own connection has nothing waiting still reads, so that one connection
+ * held by a worker never stops the others: the bound is exceeded by at
+ * most one read per connection): memory stays bounded, nothing is
+ * dropped.
  *
  * THREAD SAFETY.  Every inbox call may run from any thread at the same time
  * as any other, except connect_inbox_close(), which wakes the calls waiting
- * in it (CONNECT_ECLOSED) and waits for the calls in progress to leave; as
- * with connect_close(), no call may start after it.  An item is a plain
- * struct owned by the worker that popped it.
+ * in it (CONNECT_ECLOSED) and waits for the calls in progress on the inbox
+ * (pops, connect_inbox_fd, connect_inbox_stat, connect_conn_attach,
+ * connect_listener_set_inbox) to leave; as with connect_close(), no call
+ * may start after it, except connect_item_done() on items still held.  An
+ * item is a plain struct owned by the worker that popped it.
  */
 typedef struct connect_inbox connect_inbox;
 
@@ -902,9 +911,12 @@ CONNECT_API int connect_inbox_new(connect_inbox **ibp, unsigned flags,
  * number goes to *dropped (may be NULL).  Items still held stay valid until
  * connect_item_done().  A listener that feeds the inbox must be closed
  * first (its later connections would be closed at once).  Returns
- * CONNECT_OK when every connection flushed and ended cleanly,
- * CONNECT_ETIMEDOUT when some did not (their unsent datagrams are counted
- * in *dropped too), CONNECT_EINVAL for NULL.  Frees the inbox once the
+ * CONNECT_OK when every connection flushed and ended cleanly; when some
+ * did not (their unsent datagrams are counted in *dropped too), the first
+ * such connection's code: CONNECT_ETIMEDOUT (the linger ran out), or the
+ * error that had ended it (CONNECT_ECONNRESET, CONNECT_EPROTO...); a
+ * connection that had ended is no failure of the close.  CONNECT_EINVAL
+ * for NULL.  Frees the inbox once the
  * last connection and item referring to it are gone.
  */
 CONNECT_API int connect_inbox_close(connect_inbox *ib, int linger_ms,
@@ -947,7 +959,9 @@ CONNECT_API void connect_item_done(connect_item *item);
  * Attach a connection to an inbox: from now on its datagrams and its end
  * go there, after an ATTACHED item.  Datagrams it received before and that
  * were not taken by connect_recv*() come first, in order: nothing is lost
- * or reordered.  The application keeps its handle (see WHO CLOSES).
+ * or reordered.  The connection now belongs to the inbox (see WHO CLOSES):
+ * after this call use it through items; do not connect_close() it later
+ * outside one.  On failure it is still the application's.
  * Returns CONNECT_OK, CONNECT_EINVAL (NULL, or attached already),
  * CONNECT_ECLOSED (the connection or the inbox is closing), CONNECT_ELIMIT
  * (CONNECT_OPT_INBOX_MAX_CONNS reached).
@@ -958,7 +972,9 @@ CONNECT_API int connect_conn_attach(connect_conn *conn, connect_inbox *ib);
  * Make a listener feed an inbox: every connection it accepts from now on
  * (and every one waiting for connect_accept()) is attached to ib, and
  * connect_accept*() return CONNECT_EATTACHED.  The listener holds a
- * reference to the inbox.  Returns CONNECT_OK, CONNECT_EINVAL (NULL, or
+ * reference to the inbox.  With CONNECT_OPT_INBOX_MAX_CONNS, a client's
+ * place is reserved when it is accepted, before its TLS handshake: the
+ * clients past the limit wait in the kernel's backlog, none is dropped.  Returns CONNECT_OK, CONNECT_EINVAL (NULL, or
  * feeding an inbox already) or CONNECT_ECLOSED.
  */
 CONNECT_API int connect_listener_set_inbox(connect_listener *l,
@@ -969,7 +985,7 @@ enum connect_inbox_stat {
 	CONNECT_INBOX_STAT_QUEUED = 2,       /* datagrams waiting */
 	CONNECT_INBOX_STAT_QUEUED_BYTES = 3, /* their payload bytes */
 	CONNECT_INBOX_STAT_ATTACHED = 4,     /* connections ever attached */
-	CONNECT_INBOX_STAT_ENDED = 5,        /* END items handed out */
+	CONNECT_INBOX_STAT_ENDED = 5,        /* END items done */
 	CONNECT_INBOX_STAT_CLOSING = 6,      /* ended connections the inbox's
 					      * thread has still to close */
 };

@@ -473,6 +473,19 @@ static bool queue_is_empty(void *arg)
 
 /* ---- attached to an inbox: the token (inbox.h) ---- */
 
+/*
+ * Put the token on the ready queue (its state just became READY).  The
+ * queue holds a reference to the connection while its token is there: a
+ * token is never left pointing into freed memory.  A closed inbox takes
+ * no more tokens.
+ */
+static void sched_queue(struct connect_conn *c, connect_inbox *ib)
+{
+	cn_conn_ref(c);
+	if (!cn_inbox_ready(ib, &c->token))
+		cn_conn_unref(c);
+}
+
 /* Something arrived for the inbox: queue the token, or tell its holder. */
 static void sched_kick(struct connect_conn *c, connect_inbox *ib)
 {
@@ -482,7 +495,7 @@ static void sched_kick(struct connect_conn *c, connect_inbox *ib)
 		if (s == TOK_IDLE) {
 			if (atomic_compare_exchange_weak(&c->sched, &s,
 							 TOK_READY)) {
-				cn_inbox_ready(ib, &c->token);
+				sched_queue(c, ib);
 				return;
 			}
 		} else if (s == TOK_HELD) {
@@ -509,7 +522,7 @@ static void sched_release(struct connect_conn *c, connect_inbox *ib)
 
 		if (sched_has_work(c)) {
 			atomic_store(&c->sched, TOK_READY);
-			cn_inbox_ready(ib, &c->token);
+			sched_queue(c, ib);
 			return;
 		}
 		if (atomic_compare_exchange_strong(&c->sched, &s, TOK_IDLE))
@@ -550,10 +563,12 @@ static bool queue_wait_room(struct cn_sink *s)
 		cn_rxmem_wait(&c->closing, queue_is_empty, c);
 		atomic_store(&c->rx_parked, 0);
 	}
-	/* The inbox's bound: its workers drain every connection, so waiting
-	 * here cannot deadlock. */
-	if (ib && cn_inbox_full(ib))
-		cn_inbox_wait_room(ib, &c->closing);
+	/* The inbox's bound, likewise never while our own queue is empty: a
+	 * worker holding one connection's item (strand mode) and waiting for
+	 * another's would otherwise wait for ever.  The bound is exceeded by
+	 * at most one read per connection. */
+	if (ib && cn_inbox_full(ib) && !cn_queue_empty(&c->in))
+		cn_inbox_wait_room(ib, &c->closing, &c->in);
 	return !atomic_load(&c->closing);
 }
 
@@ -788,7 +803,7 @@ static void conn_free(struct connect_conn *c)
 }
 
 static int attach_prepare(struct connect_conn *c, connect_inbox *ib,
-			  bool owned);
+			  bool reserved);
 static void attach_kick(struct connect_conn *c, connect_inbox *ib);
 
 int cn_conn_start(connect_conn **connp, struct cn_transport *t,
@@ -801,6 +816,8 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 	c = cn_malloc_aligned(sizeof(*c));
 	if (!c) {
 		t->ops->destroy(t);
+		if (ib)
+			cn_inbox_unreserve(ib);
 		return CONNECT_ENOMEM;
 	}
 	memset(c, 0, sizeof(*c));
@@ -834,6 +851,9 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 		rc = attach_prepare(c, ib, true);
 		if (rc)
 			goto fail;
+		/* Ours until the kick: with the reader running, the
+		 * connection may come and go before it. */
+		cn_conn_ref(c);
 	}
 	stack = (size_t)c->opts.v[CONNECT_OPT_THREAD_STACK];
 	rc = cn_thread_start(&c->writer, writer_main, c, stack);
@@ -848,8 +868,12 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 		pthread_join(c->writer, NULL);
 		goto fail;
 	}
-	if (ib)
+	if (ib) {
 		attach_kick(c, ib);
+		/* *connp is for the caller to see it worked: the connection
+		 * is the inbox's, and may be gone once this returns. */
+		cn_conn_unref(c);
+	}
 	*connp = c;
 	return CONNECT_OK;
 fail:
@@ -889,8 +913,14 @@ static void rx_taken(struct connect_conn *c, struct connect_datagram *dg)
 			cn_rxmem_wake_all();
 	}
 	if (dg->flags & CN_DG_INBOX) {
+		connect_inbox *ib = atomic_load(&c->inbox);
+
 		dg->flags &= (uint16_t)~CN_DG_INBOX;
-		cn_inbox_uncount(atomic_load(&c->inbox), dg->len);
+		cn_inbox_uncount(ib, dg->len);
+		/* Seq-cst after the pop: a reader waiting for the inbox's
+		 * room stops waiting once its own queue is empty. */
+		if (cn_inbox_room_waiters(ib) && cn_queue_empty(&c->in))
+			cn_inbox_wake_room(ib);
 	}
 }
 
@@ -1471,9 +1501,14 @@ void connect_item_done(connect_item *item)
 	cn_conn_unref(c);
 }
 
-/* Attach, first half: list it, take the references, route the reader. */
+/*
+ * Attach, first half: list it, take the inbox's reference, route the
+ * reader.  The application's reference becomes the inbox's: from now on
+ * the connection belongs to the inbox.  `reserved`: the listener reserved
+ * its place (cn_inbox_reserve), which this uses up, also on failure.
+ */
 static int attach_prepare(struct connect_conn *c, connect_inbox *ib,
-			  bool owned)
+			  bool reserved)
 {
 	int rc;
 
@@ -1483,16 +1518,14 @@ static int attach_prepare(struct connect_conn *c, connect_inbox *ib,
 	else if (atomic_load(&c->closing))
 		rc = CONNECT_ECLOSED;
 	else
-		rc = cn_inbox_add(ib, &c->link);
+		rc = cn_inbox_add(ib, &c->link, reserved);
 	if (rc == CONNECT_OK) {
 		cn_inbox_ref(ib);
-		/* The inbox's reference: the caller's own, or one more. */
-		if (owned)
-			atomic_store(&c->app_ref, 0);
-		else
-			cn_conn_ref(c);
+		atomic_store(&c->app_ref, 0);
 		atomic_store(&c->attach_pending, 1);
 		atomic_store(&c->inbox, ib);
+	} else if (reserved && rc == CONNECT_EINVAL) {
+		cn_inbox_unreserve(ib);
 	}
 	pthread_mutex_unlock(&c->recv_lock);
 	return rc;
@@ -1509,12 +1542,17 @@ static void attach_kick(struct connect_conn *c, connect_inbox *ib)
 	efd_signal(c);
 }
 
-int cn_conn_attach(struct connect_conn *c, connect_inbox *ib, bool owned)
+int cn_conn_attach(struct connect_conn *c, connect_inbox *ib)
 {
-	int rc = attach_prepare(c, ib, owned);
+	int rc;
 
+	/* Ours for the call: once attached, the connection may come and go
+	 * before the kick. */
+	cn_conn_ref(c);
+	rc = attach_prepare(c, ib, false);
 	if (rc == CONNECT_OK)
 		attach_kick(c, ib);
+	cn_conn_unref(c);
 	return rc;
 }
 
@@ -1525,7 +1563,8 @@ int connect_conn_attach(connect_conn *c, connect_inbox *ib)
 	if (!c || !ib)
 		return CONNECT_EINVAL;
 	enter(c);
-	rc = cn_conn_attach(c, ib, false);
+	rc = cn_inbox_enter(ib) ? cn_conn_attach(c, ib) : CONNECT_ECLOSED;
+	cn_inbox_leave(ib);
 	leave(c);
 	return rc;
 }

@@ -210,8 +210,9 @@ void cn_rxmem_wake_all(void);
 /* Connections and listeners (conn.c, listener.c). */
 struct cn_transport;
 /* Start reader and writer over an established transport (taken over, also
- * on failure); with ib, attached to it from the start and owned by it
- * (CONNECT_ECLOSED, CONNECT_ELIMIT when the inbox refuses). */
+ * on failure); with ib, attached to it from the start and owned by it,
+ * in the place the listener reserved (cn_inbox_reserve; used up, also on
+ * failure; CONNECT_ECLOSED when the inbox is closing). */
 int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 		  const struct connect_opts *opts, connect_inbox *ib);
 /* Hold or release the memory of a connection (connect_close() releases

@@ -22,6 +22,7 @@
 #include "connect_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #ifdef HAVE_MALLOC_TRIM
 #include <malloc.h>
 #endif
@@ -32,6 +33,7 @@
 
 #include "alloc.h"
 #include "inbox.h"
+#include "queue.h"
 
 /* Closes in one burst after which memory is given back (malloc_trim). */
 #define CN_TRIM_AFTER 64
@@ -57,10 +59,13 @@ struct connect_inbox {
 	struct cn_inbox_link *to_close; /* ended, under lock */
 	struct cn_inbox_link **to_close_tail;
 	_Atomic uint64_t nconns, attached, ended, nclosing;
+	_Atomic uint64_t reserved; /* places a listener reserved */
 	bool closer_stop; /* under lock */
 	pthread_t closer;
 
 	_Atomic int closing;
+	_Atomic int qdead;     /* the ready queue takes no more tokens */
+	_Atomic int enqueuing; /* tokens being enqueued */
 	_Atomic int users;
 	_Atomic int refs;
 };
@@ -129,13 +134,21 @@ bool cn_inbox_strand(const connect_inbox *ib)
 
 /* ------------------------------------------------------------ the queue */
 
-void cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token)
+bool cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token)
 {
 	bool was_empty;
 
+	/* connect_inbox_close() stops the queue, then drains it: an enqueue
+	 * is either over before the drain or refused. */
+	atomic_fetch_add(&ib->enqueuing, 1);
+	if (atomic_load(&ib->qdead)) {
+		atomic_fetch_sub(&ib->enqueuing, 1);
+		return false;
+	}
 	cds_wfcq_node_init(token);
 	CN_TSAN_RELEASE(token);
 	was_empty = !cds_wfcq_enqueue(&ib->head, &ib->tail, token);
+	atomic_fetch_sub(&ib->enqueuing, 1);
 	/* One sleeping worker per token: each token is one item's worth. */
 	if (atomic_load(&ib->waiters) > 0) {
 		pthread_mutex_lock(&ib->lock);
@@ -144,6 +157,7 @@ void cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token)
 	}
 	if (was_empty)
 		efd_signal(atomic_load(&ib->efd));
+	return true;
 }
 
 static bool ready_empty(struct connect_inbox *ib)
@@ -182,15 +196,21 @@ bool cn_inbox_full(connect_inbox *ib)
 	       atomic_load(&ib->msgs) >= ib->max_msgs;
 }
 
-void cn_inbox_wait_room(connect_inbox *ib, _Atomic int *stop)
+void cn_inbox_wait_room(connect_inbox *ib, _Atomic int *stop,
+			struct cn_queue *own)
 {
 	pthread_mutex_lock(&ib->lock);
 	atomic_fetch_add(&ib->room_waiters, 1);
 	while (!room_low(ib) && !atomic_load(stop) &&
-	       !atomic_load(&ib->closing))
+	       !atomic_load(&ib->closing) && !cn_queue_empty(own))
 		pthread_cond_wait(&ib->room_cv, &ib->lock);
 	atomic_fetch_sub(&ib->room_waiters, 1);
 	pthread_mutex_unlock(&ib->lock);
+}
+
+bool cn_inbox_room_waiters(connect_inbox *ib)
+{
+	return atomic_load(&ib->room_waiters) > 0;
 }
 
 void cn_inbox_wake_room(connect_inbox *ib)
@@ -204,17 +224,50 @@ void cn_inbox_wake_room(connect_inbox *ib)
 
 bool cn_inbox_room(connect_inbox *ib)
 {
-	return ib->max_conns == 0 || atomic_load(&ib->nconns) < ib->max_conns;
+	return ib->max_conns == 0 ||
+	       atomic_load(&ib->nconns) + atomic_load(&ib->reserved) <
+		       ib->max_conns;
 }
 
-int cn_inbox_add(connect_inbox *ib, struct cn_inbox_link *link)
+bool cn_inbox_reserve(connect_inbox *ib)
+{
+	bool ok;
+
+	pthread_mutex_lock(&ib->lock);
+	ok = !atomic_load(&ib->closing) && cn_inbox_room(ib);
+	if (ok)
+		atomic_fetch_add(&ib->reserved, 1);
+	pthread_mutex_unlock(&ib->lock);
+	return ok;
+}
+
+void cn_inbox_unreserve(connect_inbox *ib)
+{
+	atomic_fetch_sub(&ib->reserved, 1);
+}
+
+bool cn_inbox_enter(connect_inbox *ib)
+{
+	enter(ib);
+	return !atomic_load(&ib->closing);
+}
+
+void cn_inbox_leave(connect_inbox *ib)
+{
+	leave(ib);
+}
+
+int cn_inbox_add(connect_inbox *ib, struct cn_inbox_link *link,
+		 bool reserved)
 {
 	int rc = CONNECT_OK;
 
 	pthread_mutex_lock(&ib->lock);
+	if (reserved)
+		atomic_fetch_sub(&ib->reserved, 1);
 	if (atomic_load(&ib->closing)) {
 		rc = CONNECT_ECLOSED;
-	} else if (!cn_inbox_room(ib)) {
+	} else if (!reserved && !cn_inbox_room(ib)) {
 		rc = CONNECT_ELIMIT;
 	} else {
 		link->prev = NULL;
@@ -307,17 +360,17 @@ static int close_all(struct cn_inbox_link *all, int linger, size_t *lost,
 	for (link = all; link; link = link->close_next) {
 		struct connect_conn *c = link->conn;
 
-		link->listed = cn_conn_close_begin(
+		link->mine = cn_conn_close_begin(
 			c, linger < -1 ? cn_conn_end_linger(c) : linger);
 	}
 	for (link = all; link; link = link->close_next)
-		if (link->listed)
+		if (link->mine)
 			cn_conn_close_stop(link->conn);
 	for (link = all; link; link = next) {
 		size_t unsent = 0, undelivered = 0;
 
 		next = link->close_next;
-		if (link->listed) {
+		if (link->mine) {
 			int r = cn_conn_close_finish(link->conn, &unsent,
 						     &undelivered);
 
@@ -325,7 +378,7 @@ static int close_all(struct cn_inbox_link *all, int linger, size_t *lost,
 			    rc == CONNECT_OK)
 				rc = r;
 			*lost += unsent + undelivered;
-			link->listed = false;
+			link->mine = false;
 		}
 		cn_conn_unref(link->conn);
 		(*nclosed)++;
@@ -418,6 +471,8 @@ static int pop_try(struct connect_inbox *ib, connect_item *item)
 {
 	for (;;) {
 		struct cds_wfcq_node *node;
+		struct connect_conn *c;
+		bool got;
 		int fd;
 
 		if (atomic_load(&ib->closing))
@@ -436,7 +491,11 @@ static int pop_try(struct connect_inbox *ib, connect_item *item)
 		if (!node)
 			return CONNECT_EAGAIN;
 		CN_TSAN_ACQUIRE(node);
-		if (cn_conn_take(cn_conn_of_token(node), item, ib->strand))
+		c = cn_conn_of_token(node);
+		got = cn_conn_take(c, item, ib->strand);
+		/* The queue's reference (the item holds its own). */
+		cn_conn_unref(c);
+		if (got)
 			return CONNECT_OK;
 		/* A stale token: the connection had nothing after all. */
 	}
@@ -516,8 +575,11 @@ int connect_inbox_fd(connect_inbox *ib)
 
 int connect_inbox_stat(connect_inbox *ib, int stat, uint64_t *value)
 {
+	int rc = CONNECT_OK;
+
 	if (!ib || !value)
 		return CONNECT_EINVAL;
+	enter(ib);
 	switch (stat) {
 	case CONNECT_INBOX_STAT_CONNS:
 		*value = atomic_load(&ib->nconns);
@@ -538,14 +600,16 @@ int connect_inbox_stat(connect_inbox *ib, int stat, uint64_t *value)
 		*value = atomic_load(&ib->nclosing);
 		break;
 	default:
-		return CONNECT_EINVAL;
+		rc = CONNECT_EINVAL;
 	}
-	return CONNECT_OK;
+	leave(ib);
+	return rc;
 }
 
 int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
 {
 	struct cn_inbox_link *all = NULL, *link, *next;
+	struct cds_wfcq_node *node;
 	size_t lost = 0;
 	unsigned nclosed = 0;
 	int rc = CONNECT_OK;
@@ -578,6 +642,7 @@ int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
 		atomic_fetch_sub(&ib->nclosing, 1);
 	}
 	ib->to_close = NULL;
+	ib->to_close_tail = &ib->to_close;
 	while ((link = ib->conns) != NULL) {
 		unlist(ib, link);
 		link->close_next = all;
@@ -585,12 +650,22 @@ int connect_inbox_close(connect_inbox *ib, int linger_ms, size_t *dropped)
 	}
 	pthread_mutex_unlock(&ib->lock);
 
+	/* The ready queue takes no more tokens (the connections' last
+	 * wake-ups, workers' releases), and gives back the references of
+	 * those on it. */
+	atomic_store(&ib->qdead, 1);
+	while (atomic_load(&ib->enqueuing) > 0)
+		sched_yield();
+	pthread_mutex_lock(&ib->pop_lock);
+	while ((node = __cds_wfcq_dequeue_blocking(&ib->head, &ib->tail))) {
+		CN_TSAN_ACQUIRE(node);
+		cn_conn_unref(cn_conn_of_token(node));
+	}
+	pthread_mutex_unlock(&ib->pop_lock);
+
 	/* 3. Close them all at once. */
 	rc = close_all(all, linger_ms < 0 ? -1 : linger_ms, &lost, &nclosed);
 	trim(&nclosed);
-	/* Tokens may remain on the ready queue: nobody dequeues any more
-	 * (every call left, and new ones may not start), so they are never
-	 * read again, even once their connections are freed. */
 	if (dropped)
 		*dropped = lost;
 	cn_inbox_unref(ib);

@@ -35,26 +35,44 @@ struct cn_inbox_link {
 	struct connect_conn *conn;
 	struct cn_inbox_link *prev, *next; /* attached connections */
 	struct cn_inbox_link *close_next;  /* ended, for the closing thread */
-	bool listed;
+	bool listed;                       /* under the inbox's lock */
+	bool mine;                         /* closing: ours to end */
 };
 
 /* ---- inbox.c, for conn.c ---- */
 void cn_inbox_ref(connect_inbox *ib);
 void cn_inbox_unref(connect_inbox *ib);
 bool cn_inbox_strand(const connect_inbox *ib);
-/* Queue a connection's token (its state just became READY). */
-void cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token);
+/* Queue a connection's token (its state just became READY); false once
+ * the inbox is closing (not queued). */
+bool cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token);
 /* Count datagrams into and out of the inbox's bounds. */
 void cn_inbox_count(connect_inbox *ib, uint64_t bytes);
 void cn_inbox_uncount(connect_inbox *ib, uint64_t bytes);
 bool cn_inbox_full(connect_inbox *ib);
-/* A reader waits while the inbox is full, until *stop. */
-void cn_inbox_wait_room(connect_inbox *ib, _Atomic int *stop);
-/* Wake readers waiting for room (one of them is closing). */
+/* A reader waits while the inbox is full and its own queue `own` is not
+ * empty, until *stop. */
+struct cn_queue;
+void cn_inbox_wait_room(connect_inbox *ib, _Atomic int *stop,
+			struct cn_queue *own);
+/* Wake readers waiting for room (one of them is closing, or its own
+ * queue became empty). */
 void cn_inbox_wake_room(connect_inbox *ib);
+bool cn_inbox_room_waiters(connect_inbox *ib);
 /* List a connection as attached: CONNECT_OK, CONNECT_ECLOSED or
- * CONNECT_ELIMIT. */
-int cn_inbox_add(connect_inbox *ib, struct cn_inbox_link *link);
+ * CONNECT_ELIMIT.  reserved: its place was reserved (no limit check; the
+ * reservation is used up, also when the inbox is closing). */
+int cn_inbox_add(connect_inbox *ib, struct cn_inbox_link *link,
+		 bool reserved);
+/* Reserve a place for a connection to come (a listener, at accept, for a
+ * connection that has its handshake to go): false when there is none or
+ * the inbox is closing.  unreserve gives it back unused. */
+bool cn_inbox_reserve(connect_inbox *ib);
+void cn_inbox_unreserve(connect_inbox *ib);
+/* Register a call in progress (connect_inbox_close waits for it); false
+ * when the inbox is closing.  leave in any case. */
+bool cn_inbox_enter(connect_inbox *ib);
+void cn_inbox_leave(connect_inbox *ib);
 /* Unlist a connection that never started (no END item will come). */
 void cn_inbox_remove(connect_inbox *ib, struct cn_inbox_link *link);
 /* A connection's END item is done: unlist it and have the inbox's thread
@@ -68,9 +86,8 @@ struct connect_conn *cn_conn_of_token(struct cds_wfcq_node *token);
 /* Take the next item of a connection whose token was popped.  False if
  * there was none (the token was stale). */
 bool cn_conn_take(struct connect_conn *c, connect_item *item, bool strand);
-/* Attach; `owned`: the caller's reference becomes the inbox's (a
- * listener's connection, which the application never sees). */
-int cn_conn_attach(struct connect_conn *c, connect_inbox *ib, bool owned);
+/* Attach: the caller's reference becomes the inbox's. */
+int cn_conn_attach(struct connect_conn *c, connect_inbox *ib);
 /* Close in two steps, so that many connections linger at once.  begin:
  * false if somebody else closes it.  end: the result of connect_close();
  * *unsent and *undelivered (datagrams received and never taken) may be

@@ -49,6 +49,7 @@ struct handshake {
 	bool done;              /* under l->lock: t no longer ours to cut */
 	bool cut;               /* under l->lock: the listener cut it */
 	int64_t started;        /* cn_now_ms() */
+	connect_inbox *ib;      /* its reserved place, or NULL */
 	char peer[CN_ADDRSTRLEN];
 	struct handshake *prev, *next; /* newest first */
 };
@@ -144,18 +145,16 @@ static bool ready_push(struct connect_listener *l, connect_conn *c)
 }
 
 /* Start the connection's threads and queue it for connect_accept(), or
- * attach it to the listener's inbox. */
-static void start_conn(struct connect_listener *l, struct cn_transport *t)
+ * attach it to the inbox in which `ib` is its reserved place (NULL: the
+ * listener fed no inbox when it was accepted). */
+static void start_conn(struct connect_listener *l, struct cn_transport *t,
+		       connect_inbox *ib)
 {
 	connect_conn *c = NULL;
-	connect_inbox *ib;
 	char peer[CN_ADDRSTRLEN];
 	bool queued = false;
 	int rc;
 
-	pthread_mutex_lock(&l->lock);
-	ib = l->inbox; /* set once; the listener holds a reference */
-	pthread_mutex_unlock(&l->lock);
 	memcpy(peer, t->peer, sizeof(peer));
 	rc = cn_conn_start(&c, t, &l->opts, ib);
 	if (rc)
@@ -170,9 +169,20 @@ static void start_conn(struct connect_listener *l, struct cn_transport *t)
 		queued = ready_push(l, c);
 	pthread_mutex_unlock(&l->lock);
 	if (ib)
-		queued = cn_conn_attach(c, ib, true) == CONNECT_OK;
+		queued = cn_conn_attach(c, ib) == CONNECT_OK;
 	if (!queued)
 		connect_close(c, 0, NULL);
+}
+
+/* The inbox the listener feeds, with a place reserved in it for a new
+ * connection; NULL without an inbox.  False: an inbox without room (the
+ * connection must go). */
+static bool reserve(struct connect_listener *l, connect_inbox **ibp)
+{
+	pthread_mutex_lock(&l->lock);
+	*ibp = l->inbox; /* set once; the listener holds a reference */
+	pthread_mutex_unlock(&l->lock);
+	return !*ibp || cn_inbox_reserve(*ibp);
 }
 
 static void hs_unlink(struct connect_listener *l, struct handshake *h)
@@ -209,9 +219,11 @@ static void *handshake_main(void *arg)
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->lock);
 	if (rc == CONNECT_OK && !cut) {
-		start_conn(l, t);
+		start_conn(l, t, h->ib);
 		return NULL;
 	}
+	if (h->ib)
+		cn_inbox_unreserve(h->ib);
 	t->ops->destroy(t);
 	if (rc && !cut && !atomic_load(&l->closing))
 		cn_log(CONNECT_LOG_WARN, "CONNECT-TLS-HANDSHAKE",
@@ -300,7 +312,8 @@ static void hs_make_room(struct connect_listener *l)
 	pthread_mutex_unlock(&l->lock);
 }
 
-static void start_handshake(struct connect_listener *l, struct cn_transport *t)
+static void start_handshake(struct connect_listener *l, struct cn_transport *t,
+			    connect_inbox *ib)
 {
 	struct handshake *h;
 	int rc;
@@ -310,8 +323,11 @@ static void start_handshake(struct connect_listener *l, struct cn_transport *t)
 	h = cn_calloc(1, sizeof(*h));
 	if (!h) {
 		t->ops->destroy(t);
+		if (ib)
+			cn_inbox_unreserve(ib);
 		return;
 	}
+	h->ib = ib;
 	snprintf(h->peer, sizeof(h->peer), "%s", t->peer);
 	h->started = cn_now_ms();
 	h->l = l;
@@ -338,6 +354,8 @@ static void start_handshake(struct connect_listener *l, struct cn_transport *t)
 		cn_log(CONNECT_LOG_ERROR, "CONNECT-ACCEPT",
 		       "%s: no thread for a handshake", l->tl->addr);
 		t->ops->destroy(t);
+		if (ib)
+			cn_inbox_unreserve(ib);
 		cn_free(h);
 	}
 }
@@ -380,6 +398,7 @@ static void *accept_main(void *arg)
 	struct connect_listener *l = arg;
 
 	while (accept_room(l)) {
+		connect_inbox *ib;
 		struct cn_transport *t;
 		char reason[CN_REASON_LEN] = "";
 		int rc;
@@ -404,10 +423,21 @@ static void *accept_main(void *arg)
 			       l->tl->addr, reason);
 			continue;
 		}
+		/* Feeding an inbox: the connection's place is reserved now,
+		 * before its handshake, so that the inbox's connection limit
+		 * holds clients in the backlog instead of dropping them after
+		 * their handshake. */
+		if (!reserve(l, &ib)) {
+			cn_log(CONNECT_LOG_WARN, "CONNECT-ACCEPT",
+			       "%s: connection from %s closed: the inbox is "
+			       "closing or full", l->tl->addr, t->peer);
+			t->ops->destroy(t);
+			continue;
+		}
 		if (t->ops->handshake)
-			start_handshake(l, t);
+			start_handshake(l, t, ib);
 		else
-			start_conn(l, t);
+			start_conn(l, t, ib);
 		reap_handshakes(l, false);
 	}
 	return NULL;
@@ -709,10 +739,14 @@ int connect_listener_set_inbox(connect_listener *l, connect_inbox *ib)
 {
 	struct ready *r, *next;
 	int rc = CONNECT_OK;
+	bool l_ok, ib_ok;
 
 	if (!l || !ib)
 		return CONNECT_EINVAL;
-	if (!enter(l)) {
+	l_ok = enter(l);
+	ib_ok = cn_inbox_enter(ib);
+	if (!l_ok || !ib_ok) {
+		cn_inbox_leave(ib);
 		leave(l);
 		return CONNECT_ECLOSED;
 	}
@@ -735,10 +769,11 @@ int connect_listener_set_inbox(connect_listener *l, connect_inbox *ib)
 	pthread_mutex_unlock(&l->lock);
 	for (; r; r = next) {
 		next = r->next;
-		if (cn_conn_attach(r->conn, ib, true) != CONNECT_OK)
+		if (cn_conn_attach(r->conn, ib) != CONNECT_OK)
 			connect_close(r->conn, 0, NULL);
 		cn_free(r);
 	}
+	cn_inbox_leave(ib);
 	leave(l);
 	return rc;
 }
