@@ -60,6 +60,8 @@
 #define CN_READ_CHUNK (64u * 1024u)
 #define CN_READ_SMALL 1024u
 #define CN_READ_CALM 16
+/* Direct writes (send_direct) no closer together than this. */
+#define CN_DIRECT_GAP_NS 20000
 
 struct connect_conn {
 	struct cn_queue out; /* application -> writer */
@@ -108,6 +110,17 @@ struct connect_conn {
 
 	_Atomic uint64_t msgs_sent, bytes_sent, msgs_recv, bytes_recv;
 	_Atomic uint64_t dropped; /* accepted datagrams the writer gave up */
+
+	/* Writing to the transport: the writer (from taking datagrams off
+	 * the queue until they are written), or a sender writing its datagram
+	 * itself while the queue is empty and the writer idle (direct). */
+	pthread_mutex_t wlock;
+	bool direct;                    /* the transport allows it */
+	struct connect_datagram *wpart; /* under wlock: written in part by a
+					 * sender; the writer ends it first */
+	size_t wpart_done;              /* under wlock: its bytes written */
+	_Atomic int wpart_pending;
+	_Atomic int64_t direct_ns; /* when a sender last wrote directly */
 
 	pthread_t reader, writer;
 	uint8_t rsmall[CN_READ_SMALL]; /* the reader's small buffer */
@@ -395,6 +408,35 @@ static int write_list(struct connect_conn *c, struct __cds_wfcq_head *h,
 	return rc;
 }
 
+/* The rest of a datagram a sender began to write.  Called with wlock. */
+static int wpart_finish(struct connect_conn *c)
+{
+	struct connect_datagram *d = c->wpart;
+	struct iovec iov;
+	int done, rc;
+
+	if (!d)
+		return CONNECT_OK;
+	iov.iov_base = d->hdr + c->wpart_done;
+	iov.iov_len = CN_HDR_LEN + d->len - c->wpart_done;
+	rc = write_all(c, &iov, 1, &done);
+	c->wpart = NULL;
+	atomic_store(&c->wpart_pending, 0);
+	if (rc) {
+		set_tx_err(c, rc);
+		atomic_fetch_add(&c->dropped, 1);
+	} else {
+		atomic_fetch_add(&c->msgs_sent, 1);
+		atomic_fetch_add(&c->bytes_sent, d->len);
+	}
+	cn_queue_release(&c->out, 1, d->len);
+	cn_datagram_free(d);
+	wake_if(c, &c->send_waiters, &c->send_cv);
+	if (atomic_load(&c->send_blocked) && send_fd_ready(c))
+		send_fd_wake(c);
+	return rc;
+}
+
 static void *writer_main(void *arg)
 {
 	struct connect_conn *c = arg;
@@ -406,17 +448,25 @@ static void *writer_main(void *arg)
 	int rc = CONNECT_OK;
 
 	for (;;) {
+		bool wrote;
+
 		if (atomic_load(&c->stop)) {
 			rc = CONNECT_ECLOSED;
 			break;
 		}
 		__cds_wfcq_init(&h, &tl);
-		if (cn_queue_splice(&c->out, &h, &tl)) {
+		/* Under wlock from the splice on: a sender writes directly
+		 * only while nothing is queued or being written. */
+		pthread_mutex_lock(&c->wlock);
+		rc = wpart_finish(c);
+		wrote = !rc && cn_queue_splice(&c->out, &h, &tl);
+		if (wrote)
 			rc = write_list(c, &h, &tl, &b);
-			if (rc)
-				break;
+		pthread_mutex_unlock(&c->wlock);
+		if (rc)
+			break;
+		if (wrote)
 			continue;
-		}
 		if (atomic_load(&c->flush)) {
 			rc = c->t->ops->shutdown(c->t, 0);
 			pthread_mutex_lock(&c->lock);
@@ -431,7 +481,8 @@ static void *writer_main(void *arg)
 		 * flag on weakly ordered processors too. */
 		atomic_thread_fence(memory_order_seq_cst);
 		while (cn_queue_empty(&c->out) && !atomic_load(&c->flush) &&
-		       !atomic_load(&c->stop))
+		       !atomic_load(&c->stop) &&
+		       !atomic_load(&c->wpart_pending))
 			pthread_cond_wait(&c->writer_cv, &c->lock);
 		atomic_store(&c->writer_sleeping, 0);
 		pthread_mutex_unlock(&c->lock);
@@ -794,6 +845,7 @@ static void conn_free(struct connect_conn *c)
 		close(fd);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->recv_lock);
+	pthread_mutex_destroy(&c->wlock);
 	pthread_cond_destroy(&c->writer_cv);
 	pthread_cond_destroy(&c->reader_cv);
 	pthread_cond_destroy(&c->recv_cv);
@@ -836,6 +888,8 @@ int cn_conn_start(connect_conn **connp, struct cn_transport *t,
 		      (uint64_t)c->opts.v[CONNECT_OPT_RECV_QUEUE_MSGS]);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->recv_lock, NULL);
+	pthread_mutex_init(&c->wlock, NULL);
+	c->direct = (t->flags & CN_TRANSPORT_DIRECT) != 0;
 	cn_cond_init(&c->writer_cv);
 	cn_cond_init(&c->reader_cv);
 	cn_cond_init(&c->recv_cv);
@@ -992,6 +1046,12 @@ int cn_conn_close_finish(struct connect_conn *c, size_t *unsent,
 	/* 4. Free what is queued (an inbox's worker may still be taking
 	 * from the inbound queue: under recv_lock). */
 	left = cn_queue_fini(&c->out) + (size_t)atomic_load(&c->dropped);
+	if (c->wpart) {
+		/* Begun by a sender, cut before the writer ended it. */
+		cn_datagram_free(c->wpart);
+		c->wpart = NULL;
+		left++;
+	}
 	pthread_mutex_lock(&c->recv_lock);
 	while ((dg = cn_queue_pop(&c->in, &busy)) != NULL || busy) {
 		if (dg) {
@@ -1064,6 +1124,73 @@ static bool send_room(struct connect_conn *c, uint64_t len)
 	       cn_queue_msgs(&c->out) < c->out.max_msgs;
 }
 
+/*
+ * Write dg from the sending thread, without waking the writer: only while
+ * nothing is queued and nobody writes (wlock), and without waiting
+ * (CN_IO_NONBLOCK).  True when dg is taken care of: written, or written in
+ * part (the writer writes the rest before anything else), or lost with
+ * the stream (as if the writer had failed: counted, reported).  False:
+ * queue it as usual.  dg is counted in the queue's bounds already.
+ */
+static bool send_direct(struct connect_conn *c, struct connect_datagram *dg)
+{
+	struct timespec ts;
+	struct iovec iov;
+	int64_t now;
+	ssize_t n;
+
+	if (!cn_queue_empty(&c->out) || !atomic_load(&c->writer_sleeping))
+		return false;
+	/* A sender streaming datagrams back to back would write each with a
+	 * system call of its own: within CN_DIRECT_GAP_NS of the last direct
+	 * write, queue instead, and the writer batches what follows. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (now - atomic_load_explicit(&c->direct_ns, memory_order_relaxed) <
+	    CN_DIRECT_GAP_NS)
+		return false;
+	if (pthread_mutex_trylock(&c->wlock))
+		return false;
+	atomic_store_explicit(&c->direct_ns, now, memory_order_relaxed);
+	if (c->wpart || !cn_queue_empty(&c->out) || atomic_load(&c->stop) ||
+	    atomic_load(&c->tx_err)) {
+		pthread_mutex_unlock(&c->wlock);
+		return false;
+	}
+	iov.iov_base = dg->hdr;
+	iov.iov_len = CN_HDR_LEN + dg->len;
+	n = c->t->ops->sendv(c->t, &iov, 1, CN_IO_NONBLOCK);
+	if (n == CONNECT_EAGAIN) {
+		pthread_mutex_unlock(&c->wlock);
+		return false;
+	}
+	if (n > 0 && (size_t)n < iov.iov_len) {
+		c->wpart = dg;
+		c->wpart_done = (size_t)n;
+		atomic_store(&c->wpart_pending, 1);
+		pthread_mutex_unlock(&c->wlock);
+		wake_if(c, &c->writer_sleeping, &c->writer_cv);
+		return true;
+	}
+	if (n > 0) {
+		atomic_fetch_add(&c->msgs_sent, 1);
+		atomic_fetch_add(&c->bytes_sent, dg->len);
+	} else {
+		char reason[CN_REASON_LEN];
+
+		set_tx_err(c, (int)n);
+		cn_transport_reason(c->t, reason, sizeof(reason));
+		set_error(c, (int)n, reason);
+		atomic_fetch_add(&c->dropped, 1);
+	}
+	pthread_mutex_unlock(&c->wlock);
+	cn_queue_release(&c->out, 1, dg->len);
+	cn_datagram_free(dg);
+	if (n < 0)
+		send_fd_wake(c);
+	return true;
+}
+
 static int send_try(struct connect_conn *c, struct connect_datagram *dg)
 {
 	int err;
@@ -1077,6 +1204,8 @@ static int send_try(struct connect_conn *c, struct connect_datagram *dg)
 		send_fd_block(c);
 		return CONNECT_EAGAIN;
 	}
+	if (c->direct && send_direct(c, dg))
+		return CONNECT_OK;
 	/* Wake the writer on the empty-to-non-empty edge only, and only if it
 	 * sleeps: on a busy connection this is no system call at all. */
 	if (cn_queue_push(&c->out, dg))

@@ -137,6 +137,10 @@ struct cn_transport_ops {
 
 /* Transport flags. */
 #define CN_TRANSPORT_MESSAGES 1 /* sendv boundaries are kept (SCTP) */
+/* sendv with CN_IO_NONBLOCK keeps no state between calls, so that an
+ * application thread may write a datagram itself while the writer sleeps
+ * (TCP; not TLS, whose records must be finished by whoever began them). */
+#define CN_TRANSPORT_DIRECT 2
 
 struct cn_transport {
 	const struct cn_transport_ops *ops;

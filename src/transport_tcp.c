@@ -205,6 +205,7 @@ static int tcp_new(int fd, const struct connect_opts *opts,
 	}
 	cn_sock_apply_opts(fd, opts);
 	tt->base.ops = &tcp_ops;
+	tt->base.flags = CN_TRANSPORT_DIRECT;
 	tt->fd = fd;
 	cn_sock_fill_addrs(fd, &tt->base);
 	*tp = &tt->base;
