@@ -311,8 +311,12 @@ static int fault_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
 	if (!on)
 		cn_fault_plan_init(&f->p);
 	f->base.ops = &fault_ops;
-	f->base.flags = lower->flags |
-			(f->p.messages ? CN_TRANSPORT_MESSAGES : 0);
+	/* Direct writes pass through (short writes and EAGAIN then test
+	 * their partial path), except over messages. */
+	f->base.flags = f->p.messages
+				? (lower->flags & ~(unsigned)CN_TRANSPORT_DIRECT) |
+					  CN_TRANSPORT_MESSAGES
+				: lower->flags;
 	memcpy(f->base.local, lower->local, sizeof(f->base.local));
 	memcpy(f->base.peer, lower->peer, sizeof(f->base.peer));
 	f->lower = lower;
