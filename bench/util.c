@@ -114,26 +114,24 @@ bool bench_meter_slow(struct bench_meter *m)
 	uint64_t now = bench_now();
 
 	m->left = m->every;
-	switch (m->phase) {
-	case 0:
+	if (m->phase == 0) {
 		m->t_first = now;
 		m->phase = 1;
-		/* fall through */
-	case 1:
+	}
+	if (m->phase == 1) {
 		if (now - m->t_first < m->warmup_ns)
 			return false;
 		m->t0 = now;
 		m->phase = 2;
 		return false;
-	case 2:
+	}
+	if (m->phase == 2) {
 		if (now - m->t0 < m->duration_ns)
 			return false;
 		m->t1 = now;
 		m->phase = 3;
-		return true;
-	default:
-		return true;
 	}
+	return true;
 }
 
 void bench_meter_result(const struct bench_meter *m, struct bench_result *r)
