@@ -59,6 +59,7 @@ static struct {
 	const char *csv;
 	const char *certdir;
 	bool quiet;
+	bool markdown;
 	int conns[MAX_CONNS];
 	int nconns;
 	/* --only */
@@ -207,13 +208,42 @@ static bool ratio(int m, int a, int b, int z, int k, int f, double *med)
 
 #define COLW 17
 
+/* The tables as text (aligned columns) or, with --markdown, as Markdown. */
+static void row_start(const char *label)
+{
+	if (opt.markdown)
+		printf("| %s", label);
+	else
+		printf("%-22s", label);
+}
+
+static void row_cell(const char *text)
+{
+	if (opt.markdown)
+		printf(" | %s", text);
+	else
+		printf("%*s", COLW, text);
+}
+
+static void row_end(void)
+{
+	printf(opt.markdown ? " |\n" : "\n");
+}
+
 static void table_head(const char *first)
 {
-	printf("%-22s", first);
+	row_start(first);
 	for (size_t z = 0; z < NSIZES; z++)
 		if (!opt.size_filter || opt.want_size[z])
-			printf("%*s", COLW, size_name(all_sizes[z]));
-	printf("\n");
+			row_cell(size_name(all_sizes[z]));
+	row_end();
+	if (!opt.markdown)
+		return;
+	printf("|---");
+	for (size_t z = 0; z < NSIZES; z++)
+		if (!opt.size_filter || opt.want_size[z])
+			printf("|--:");
+	printf("|\n");
 }
 
 static bool recs_any(int m)
@@ -237,42 +267,64 @@ static bool sys_has(int s, int m)
 	return false;
 }
 
-/* Two lines per row: medians, then [min-max]. */
+/*
+ * Medians, then [min-max] on a second line (Markdown: in the same cell,
+ * in parentheses).
+ */
 static void table_row(const char *label, int m, int s, int k, int f,
-		      double scale, bool range)
+		      bool range)
 {
 	char b[80], lo_s[32], hi_s[32];
 	double med, lo, hi;
 
-	printf("%-22s", label);
+	row_start(label);
 	for (size_t z = 0; z < NSIZES; z++) {
 		if (opt.size_filter && !opt.want_size[z])
 			continue;
 		if (!cell_stats(m, s, (int)z, k, f, &med, &lo, &hi)) {
-			printf("%*s", COLW,
-			       recs[m][s][z][k].runs ? "failed" : "-");
+			row_cell(recs[m][s][z][k].runs ? "failed" : "-");
 			continue;
 		}
-		fmt_num(b, sizeof(b), med * scale);
-		printf("%*s", COLW, b);
+		fmt_num(b, sizeof(b), med);
+		if (opt.markdown && range) {
+			fmt_num(lo_s, sizeof(lo_s), lo);
+			fmt_num(hi_s, sizeof(hi_s), hi);
+			snprintf(b + strlen(b), sizeof(b) - strlen(b),
+				 " (%s-%s)", lo_s, hi_s);
+		}
+		row_cell(b);
 	}
-	printf("\n");
-	if (!range)
+	row_end();
+	if (!range || opt.markdown)
 		return;
-	printf("%-22s", "");
+	row_start("");
 	for (size_t z = 0; z < NSIZES; z++) {
 		if (opt.size_filter && !opt.want_size[z])
 			continue;
 		if (!cell_stats(m, s, (int)z, k, f, &med, &lo, &hi)) {
-			printf("%*s", COLW, "");
+			row_cell("");
 			continue;
 		}
-		fmt_num(lo_s, sizeof(lo_s), lo * scale);
-		fmt_num(hi_s, sizeof(hi_s), hi * scale);
+		fmt_num(lo_s, sizeof(lo_s), lo);
+		fmt_num(hi_s, sizeof(hi_s), hi);
 		snprintf(b, sizeof(b), "[%s-%s]", lo_s, hi_s);
-		printf("%*s", COLW, b);
+		row_cell(b);
 	}
-	printf("\n");
+	row_end();
+}
+
+static const char *range_note(void)
+{
+	return opt.markdown ? "(min-max) of the runs" : "[min-max] below";
+}
+
+static void ratios_head(const char *what)
+{
+	printf("\nratios (median of the runs' ratios; %s)\n", what);
+	if (opt.markdown) {
+		printf("\n");
+		table_head("ratio");
+	}
 }
 
 static void ratio_row(const char *label, int m, int a, int b, int k, int f)
@@ -288,18 +340,18 @@ static void ratio_row(const char *label, int m, int a, int b, int k, int f)
 			any = true;
 	if (!any)
 		return;
-	printf("%-22s", label);
+	row_start(label);
 	for (size_t z = 0; z < NSIZES; z++) {
 		if (opt.size_filter && !opt.want_size[z])
 			continue;
 		if (ratio(m, a, b, (int)z, k, f, &v)) {
 			snprintf(buf, sizeof(buf), "%.2fx", v);
-			printf("%*s", COLW, buf);
+			row_cell(buf);
 		} else {
-			printf("%*s", COLW, "-");
+			row_cell("-");
 		}
 	}
-	printf("\n");
+	row_end();
 }
 
 static void print_tput(void)
@@ -310,14 +362,13 @@ static void print_tput(void)
 	int xs = find_system(BS_LIMIT_TLS);
 
 	printf("\nOne-way throughput, one connection: messages/s at the "
-	       "receiver\n(median of the runs, [min-max] below)\n\n");
+	       "receiver\n(median of the runs, %s)\n\n", range_note());
 	table_head("system");
 	for (size_t s = 0; s < nsystems; s++)
 		if (sys_has((int)s, BM_TPUT))
 			table_row(systems[s].label, BM_TPUT, (int)s, 0, F_RATE,
-				  1, true);
-	printf("\nratios (median of the runs' ratios; > 1: libconnect "
-	       "faster)\n");
+				  true);
+	ratios_head("> 1: libconnect faster");
 	ratio_row("TCP / ZeroMQ", BM_TPUT, lt, zq, 0, F_RATE);
 	ratio_row("TCP / nng", BM_TPUT, lt, nt, 0, F_RATE);
 	ratio_row("TCP / plain TCP", BM_TPUT, lt, xt, 0, F_RATE);
@@ -330,7 +381,7 @@ static void print_tput(void)
 	for (size_t s = 0; s < nsystems; s++)
 		if (sys_has((int)s, BM_TPUT))
 			table_row(systems[s].label, BM_TPUT, (int)s, 0, F_MBS,
-				  1, false);
+				  false);
 }
 
 static void print_lat(void)
@@ -345,14 +396,14 @@ static void print_lat(void)
 
 	for (size_t i = 0; i < 3; i++) {
 		printf("\nRound trip, one message outstanding: %s in "
-		       "microseconds\n(median of the runs' %s, [min-max] "
-		       "below)\n\n", pct[i].name, pct[i].name);
+		       "microseconds\n(median of the runs' %s, %s)\n\n",
+		       pct[i].name, pct[i].name, range_note());
 		table_head("system");
 		for (size_t s = 0; s < nsystems; s++)
 			if (sys_has((int)s, BM_LAT))
 				table_row(systems[s].label, BM_LAT, (int)s, 0,
-					  pct[i].f, 1, true);
-		printf("\nratios (< 1: libconnect faster)\n");
+					  pct[i].f, true);
+		ratios_head("< 1: libconnect faster");
 		ratio_row("TCP / ZeroMQ", BM_LAT, lt, zq, 0, pct[i].f);
 		ratio_row("TCP / plain TCP", BM_LAT, lt, xt, 0, pct[i].f);
 		ratio_row("TLS / bare GnuTLS", BM_LAT, ls, xs, 0, pct[i].f);
@@ -365,8 +416,8 @@ static void print_many(void)
 	char label[64];
 
 	printf("\nOne-way throughput, N connections into one receiving "
-	       "thread: messages/s\n(all senders together; median, "
-	       "[min-max] below)\n\n");
+	       "thread: messages/s\n(all senders together; median, %s)\n\n",
+	       range_note());
 	table_head("system");
 	for (size_t s = 0; s < nsystems; s++) {
 		if (!sys_has((int)s, BM_MANY))
@@ -374,10 +425,10 @@ static void print_many(void)
 		for (int k = 0; k < opt.nconns; k++) {
 			snprintf(label, sizeof(label), "%s N=%d",
 				 systems[s].label, opt.conns[k]);
-			table_row(label, BM_MANY, (int)s, k, F_RATE, 1, true);
+			table_row(label, BM_MANY, (int)s, k, F_RATE, true);
 		}
 	}
-	printf("\nratios (> 1: libconnect faster)\n");
+	ratios_head("> 1: libconnect faster");
 	for (int k = 0; k < opt.nconns; k++) {
 		snprintf(label, sizeof(label), "TCP / ZeroMQ N=%d",
 			 opt.conns[k]);
@@ -385,23 +436,53 @@ static void print_many(void)
 	}
 }
 
+static void rss_cell(const struct run_rec *rr)
+{
+	double v[3][MAX_RUNS], med[3], lo, hi;
+	size_t n = 0;
+	char b[64];
+
+	for (int i = 0; rr && i < opt.runs; i++) {
+		if (!rr[i].done || rr[i].rss[1] < 0)
+			continue;
+		for (int j = 0; j < 3; j++)
+			v[j][n] = (double)rr[i].rss[j] / 1024;
+		n++;
+	}
+	if (!n) {
+		row_cell("-");
+		return;
+	}
+	for (int j = 0; j < 3; j++)
+		stats(v[j], n, &med[j], &lo, &hi);
+	snprintf(b, sizeof(b), "%.0f/%.0f/%.0f", med[0], med[1], med[2]);
+	row_cell(b);
+}
+
 /* Resident memory of the libconnect cells: medians over the runs. */
 static void print_rss(void)
 {
-	printf("\nProcess resident memory (VmRSS, MiB) around the libconnect "
-	       "cells:\nbefore setup / at the end of the window / after "
-	       "teardown (medians over the runs)\n\n");
+	bool head = false;
+
 	for (int m = 0; m < BM_COUNT; m++) {
 		for (size_t s = 0; s < nsystems; s++) {
-			if (systems[s].role != BS_CONNECT_TCP &&
-			    systems[s].role != BS_CONNECT_TLS)
-				continue;
-			if (!sys_has((int)s, m))
+			if ((systems[s].role != BS_CONNECT_TCP &&
+			     systems[s].role != BS_CONNECT_TLS) ||
+			    !sys_has((int)s, m))
 				continue;
 			for (int k = 0; k < (m == BM_MANY ? opt.nconns : 1);
 			     k++) {
 				char label[64];
 
+				if (!head) {
+					printf("\nProcess resident memory "
+					       "(VmRSS, MiB) in the libconnect "
+					       "cells: before setup / at the end "
+					       "of the window / after teardown "
+					       "(medians over the runs)\n\n");
+					table_head("cell");
+					head = true;
+				}
 				if (m == BM_MANY)
 					snprintf(label, sizeof(label),
 						 "%s %s N=%d", measure_names[m],
@@ -410,37 +491,14 @@ static void print_rss(void)
 					snprintf(label, sizeof(label), "%s %s",
 						 measure_names[m],
 						 systems[s].name);
-				printf("%-26s", label);
+				row_start(label);
 				for (size_t z = 0; z < NSIZES; z++) {
-					struct run_rec *rr =
-						recs[m][s][z][k].runs;
-					double v[3][MAX_RUNS], med[3], lo, hi;
-					size_t n = 0;
-					char b[64];
-
-					if (!rr)
+					if (opt.size_filter &&
+					    !opt.want_size[z])
 						continue;
-					for (int i = 0; i < opt.runs; i++) {
-						if (!rr[i].done ||
-						    rr[i].rss[1] < 0)
-							continue;
-						for (int j = 0; j < 3; j++)
-							v[j][n] = (double)rr[i].rss[j] /
-								  1024;
-						n++;
-					}
-					if (!n)
-						continue;
-					for (int j = 0; j < 3; j++)
-						stats(v[j], n, &med[j], &lo,
-						      &hi);
-					snprintf(b, sizeof(b),
-						 " %s %.0f/%.0f/%.0f",
-						 size_name(all_sizes[z]),
-						 med[0], med[1], med[2]);
-					printf("%s", b);
+					rss_cell(recs[m][s][z][k].runs);
 				}
-				printf("\n");
+				row_end();
 			}
 		}
 	}
@@ -690,6 +748,7 @@ static void usage(FILE *f)
 "  --csv FILE       write every run and the medians as CSV\n"
 "  --certs DIR      the test certificates (default %s)\n"
 "  --list           list the systems and exit\n"
+"  --markdown       print the tables as Markdown\n"
 "  -q, --quiet      no line per cell on stderr\n"
 "  -h, --help\n", CERTDIR);
 }
@@ -831,6 +890,7 @@ int main(int argc, char **argv)
 		{ "certs", required_argument, NULL, 'C' },
 		{ "list", no_argument, NULL, 'l' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "markdown", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -909,6 +969,9 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			opt.quiet = true;
+			break;
+		case 'M':
+			opt.markdown = true;
 			break;
 		case 'h':
 			usage(stdout);
