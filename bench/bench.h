@@ -91,6 +91,8 @@ const struct bench_system *bench_zmq_systems(size_t *n);
 #endif
 #ifdef HAVE_NNG
 const struct bench_system *bench_nng_systems(size_t *n);
+/* Whether nng has a TLS engine (Debian's: Mbed TLS); starts nng. */
+bool bench_nng_tls(void);
 #endif
 /* Library versions, for the header of the output. */
 const char *bench_zmq_version(void);

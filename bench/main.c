@@ -1055,8 +1055,26 @@ int main(int argc, char **argv)
 #ifndef HAVE_NNG
 	printf("# nng: not found by configure (libnng-dev), left out\n");
 #else
-	if (find_system(BS_NNG_TLS) < 0)
-		printf("# nng: built without TLS, nng-tls left out\n");
+	/* nng without a TLS engine: its TLS cells go. */
+	{
+		int ns = find_system(BS_NNG_TLS);
+		bool any = false;
+
+		for (int m = 0; ns >= 0 && m < BM_COUNT; m++)
+			for (size_t z = 0; z < NSIZES; z++)
+				if (recs[m][ns][z][0].runs)
+					any = true;
+		if (any && !bench_nng_tls()) {
+			printf("# nng: built without TLS, nng-tls left out\n");
+			for (int m = 0; m < BM_COUNT; m++)
+				for (size_t z = 0; z < NSIZES; z++) {
+					if (recs[m][ns][z][0].runs)
+						ncells--;
+					free(recs[m][ns][z][0].runs);
+					recs[m][ns][z][0].runs = NULL;
+				}
+		}
+	}
 #endif
 	printf("# %d cells x %d runs, about %.0f s\n", ncells, opt.runs,
 	       ncells * opt.runs * (opt.duration + opt.warmup + 0.05));
