@@ -76,6 +76,7 @@ struct bench_system {
 enum bench_role {
 	BS_CONNECT_TCP,
 	BS_CONNECT_TLS,
+	BS_CONNECT_INBOX,
 	BS_ZMQ,
 	BS_NNG_TCP,
 	BS_NNG_TLS,

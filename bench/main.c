@@ -77,6 +77,13 @@ static void add_systems(const struct bench_system *s, size_t n)
 		systems[nsystems++] = s[i];
 }
 
+static bool is_connect(int s)
+{
+	return systems[s].role == BS_CONNECT_TCP ||
+	       systems[s].role == BS_CONNECT_TLS ||
+	       systems[s].role == BS_CONNECT_INBOX;
+}
+
 static int find_system(int role)
 {
 	for (size_t i = 0; i < nsystems; i++)
@@ -413,6 +420,7 @@ static void print_lat(void)
 static void print_many(void)
 {
 	int lt = find_system(BS_CONNECT_TCP), zq = find_system(BS_ZMQ);
+	int li = find_system(BS_CONNECT_INBOX);
 	char label[64];
 
 	printf("\nOne-way throughput, N connections into one receiving "
@@ -433,6 +441,11 @@ static void print_many(void)
 		snprintf(label, sizeof(label), "TCP / ZeroMQ N=%d",
 			 opt.conns[k]);
 		ratio_row(label, BM_MANY, lt, zq, k, F_RATE);
+	}
+	for (int k = 0; k < opt.nconns; k++) {
+		snprintf(label, sizeof(label), "inbox / ZeroMQ N=%d",
+			 opt.conns[k]);
+		ratio_row(label, BM_MANY, li, zq, k, F_RATE);
 	}
 }
 
@@ -466,9 +479,7 @@ static void print_rss(void)
 
 	for (int m = 0; m < BM_COUNT; m++) {
 		for (size_t s = 0; s < nsystems; s++) {
-			if ((systems[s].role != BS_CONNECT_TCP &&
-			     systems[s].role != BS_CONNECT_TLS) ||
-			    !sys_has((int)s, m))
+			if (!is_connect((int)s) || !sys_has((int)s, m))
 				continue;
 			for (int k = 0; k < (m == BM_MANY ? opt.nconns : 1);
 			     k++) {
@@ -712,8 +723,7 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 			fmt_num(b, sizeof(b), rec->rate);
 			fprintf(stderr, "  %s msg/s %.1f MB/s", b, rec->mbs);
 		}
-		if (!rec->err[0] && (systems[s].role == BS_CONNECT_TCP ||
-				     systems[s].role == BS_CONNECT_TLS))
+		if (!rec->err[0] && is_connect((int)s))
 			fprintf(stderr, "  rss %ld/%ld/%ld MiB",
 				rec->rss[0] / 1024, rec->rss[1] / 1024,
 				rec->rss[2] / 1024);

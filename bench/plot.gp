@@ -74,11 +74,11 @@ set output outdir."/many.png"
 set terminal pngcairo size 1000,640 font "sans,10" noenhanced
 set title "N connections into one receiving thread: messages per second, all senders together"
 set ylabel "messages per second"
-manysys = "connect-tcp zmq"
-array manylabel[2] = ["libconnect TCP", "ZeroMQ TCP"]
-array manycolor[2] = ["#c0392b", "#2471a3"]
+manysys = "connect-tcp connect-inbox zmq"
+array manylabel[3] = ["libconnect TCP", "libconnect TCP inbox", "ZeroMQ TCP"]
+array manycolor[3] = ["#c0392b", "#e67e22", "#2471a3"]
 nlist = "1 16 256"
-plot for [j=1:words(nlist)] for [i=1:2] csv \
+plot for [j=1:words(nlist)] for [i=1:3] csv \
 	using (seln(word(manysys, i), "many", word(nlist, j) + 0) ? \
 	       column(5) : NaN):10:19:20 \
 	with yerrorlines lc rgb manycolor[i] dt j lw 2 pt (4 + 2 * j) ps 0.8 \

@@ -13,7 +13,7 @@
  * never block on one connection (connect_send, then poll on the send
  * descriptors when all are full), into one receiving thread that drains
  * every accepted connection in turn and polls their descriptors when all
- * are empty.
+ * are empty; or (connect-inbox) that pops them all from one inbox.
  */
 #include "bench.h"
 
@@ -505,6 +505,127 @@ out:
 	return r->err[0] ? -1 : 0;
 }
 
+/*
+ * The same senders into an inbox (connect_inbox_new), the library's own way
+ * of receiving from many connections in one place: the accepted
+ * connections are attached to it, and the receiving thread pops their
+ * datagrams with connect_inbox_pop_wait().  The inbox may hold as much as
+ * all the connections' queues of lc_many() together.
+ */
+static int lc_inbox(const struct bench_cell *c, struct bench_result *r)
+{
+	int n = c->conns, nt = n < MANY_THREADS ? n : MANY_THREADS;
+	connect_conn **client = calloc((size_t)n, sizeof(*client));
+	connect_conn **server = calloc((size_t)n, sizeof(*server));
+	uint64_t *expect = calloc((size_t)n, sizeof(*expect));
+	struct lc_msender s[MANY_THREADS];
+	pthread_t tid[MANY_THREADS];
+	int started = 0, i, rc;
+	atomic_bool stop = false;
+	struct bench_meter m;
+	connect_inbox *ib = NULL;
+	connect_opts *io = NULL;
+	int64_t q = bench_many_queue_bytes(n);
+
+	if (!client || !server || !expect) {
+		bench_fail(r, "out of memory");
+		goto out;
+	}
+	if (lc_connect(r, c, false, n, q, client, server))
+		goto out;
+	rc = connect_opts_new(&io);
+	if (!rc)
+		rc = connect_opts_set(io, CONNECT_OPT_INBOX_BYTES, q * n);
+	if (!rc)
+		rc = connect_inbox_new(&ib, 0, io);
+	if (rc) {
+		lc_fail(r, "connect_inbox_new", rc);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		/* The user pointer says which connection an item is from. */
+		connect_conn_set_user(server[i], &expect[i]);
+		rc = connect_conn_attach(server[i], ib);
+		if (rc) {
+			lc_fail(r, "connect_conn_attach", rc);
+			goto out;
+		}
+	}
+	for (i = 0; i < nt; i++) {
+		s[i] = (struct lc_msender){ .conns = client,
+					    .first = i * n / nt,
+					    .n = (i + 1) * n / nt - i * n / nt,
+					    .size = c->size,
+					    .stop = &stop };
+		atomic_init(&s[i].failed, false);
+		if (bench_thread(lc_msend_main, &s[i], &tid[i])) {
+			bench_fail(r, "pthread_create");
+			break;
+		}
+		started++;
+	}
+	bench_meter_init(&m, c);
+	while (!r->err[0]) {
+		connect_item it;
+		uint64_t *e;
+		const uint8_t *p;
+
+		rc = connect_inbox_pop_wait(ib, &it, RECV_SLICE_MS);
+		if (rc == CONNECT_ETIMEDOUT) {
+			for (i = 0; i < started; i++)
+				if (atomic_load(&s[i].failed))
+					goto done;
+			if (bench_meter_idle(&m, r))
+				break;
+			continue;
+		}
+		if (rc) {
+			lc_fail(r, "connect_inbox_pop_wait", rc);
+			break;
+		}
+		e = it.user;
+		if (it.kind == CONNECT_ITEM_END) {
+			lc_fail(r, "a connection ended", it.code);
+		} else if (it.kind == CONNECT_ITEM_DATAGRAM) {
+			p = connect_datagram_data(it.dg);
+			if (!bench_check(r, p, connect_datagram_size(it.dg),
+					 c->size, (*e)++) &&
+			    bench_id(p) != (uint32_t)(e - expect))
+				bench_fail(r, "connection %d: a message of "
+					   "sender %u", (int)(e - expect),
+					   bench_id(p));
+			connect_datagram_free(it.dg);
+			if (!r->err[0] && bench_meter_tick(&m, c->size)) {
+				connect_item_done(&it);
+				break;
+			}
+		}
+		connect_item_done(&it);
+	}
+done:
+	r->rss_window_kb = bench_rss_kb();
+	atomic_store(&stop, true);
+	for (i = 0; i < started; i++) {
+		pthread_join(tid[i], NULL);
+		if (atomic_load(&s[i].failed))
+			bench_fail(r, "sender %d: %s", i, s[i].err.err);
+	}
+	bench_meter_result(&m, r);
+out:
+	if (client)
+		lc_close_all(client, n);
+	if (ib)
+		connect_inbox_close(ib, 0, NULL);
+	/* Accepted here and then attached: still ours to close as well. */
+	if (server)
+		lc_close_all(server, n);
+	connect_opts_free(io);
+	free(client);
+	free(server);
+	free(expect);
+	return r->err[0] ? -1 : 0;
+}
+
 static int lc_tcp_tput(const struct bench_cell *c, struct bench_result *r)
 {
 	return lc_tput(c, r, false);
@@ -535,6 +656,9 @@ static const struct bench_system lc_systems[] = {
 	  { lc_tcp_tput, lc_tcp_lat, lc_tcp_many }, NULL },
 	{ "connect-tls", "libconnect TLS", BS_CONNECT_TLS,
 	  { lc_tls_tput, lc_tls_lat, NULL }, NULL },
+	{ "connect-inbox", "libconnect TCP inbox", BS_CONNECT_INBOX,
+	  { NULL, NULL, lc_inbox },
+	  "many: the receiver pops from one inbox" },
 };
 
 const struct bench_system *bench_connect_systems(size_t *n)
