@@ -42,7 +42,9 @@ endif
 
 EXTRA_DIST += \
 	bench/README \
-	bench/plot.gp
+	bench/RESULTS.md \
+	bench/plot.gp \
+	bench/results
 
 CLEANFILES = bench/connect-bench$(EXEEXT)
 
