@@ -550,6 +550,8 @@ static int lc_inbox(const struct bench_cell *c, struct bench_result *r)
 			lc_fail(r, "connect_conn_attach", rc);
 			goto out;
 		}
+		/* It belongs to the inbox now, which closes it. */
+		server[i] = NULL;
 	}
 	for (i = 0; i < nt; i++) {
 		s[i] = (struct lc_msender){ .conns = client,
@@ -616,7 +618,7 @@ out:
 		lc_close_all(client, n);
 	if (ib)
 		connect_inbox_close(ib, 0, NULL);
-	/* Accepted here and then attached: still ours to close as well. */
+	/* The ones never attached (a failure on the way) are still ours. */
 	if (server)
 		lc_close_all(server, n);
 	connect_opts_free(io);
