@@ -71,42 +71,6 @@ static size_t len_of(uint32_t seq)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Fixture: no thread left behind                                          */
-/* ---------------------------------------------------------------------- */
-
-static int g_threads_baseline;
-
-static void *noop_main(void *arg)
-{
-	return arg;
-}
-
-static void fixture_setup(void)
-{
-	int before = thread_count();
-	pthread_t th;
-
-	/*
-	 * Start and join one thread before counting: ThreadSanitizer starts
-	 * a helper thread of its own in the forked test process when the
-	 * first thread is created, and it must be in the baseline.
-	 */
-	ck_assert_int_eq(pthread_create(&th, NULL, noop_main, NULL), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	g_threads_baseline = threads_settle(before, 100);
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
-}
-
-/* ---------------------------------------------------------------------- */
 /* Configurations, listeners, dialing                                      */
 /* ---------------------------------------------------------------------- */
 
@@ -184,20 +148,6 @@ static int dial(const char *host, int port, const char *name,
 	else
 		snprintf(addr, sizeof(addr), "%s:%d", host, port);
 	return connect_tls_client(cp, addr, name, cfg, NULL);
-}
-
-static bool have_ipv6_loopback(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
 }
 
 /* A raw listening socket on the loopback address of `family`, port 0. */
@@ -995,14 +945,11 @@ START_TEST(tls_client_to_plain_listener)
 		while (connect_accept(l, &c) == CONNECT_OK)
 			connect_close(c, 0, NULL);
 		c = NULL;
-		ck_assert_int_eq(pthread_create(&p.th, NULL, plain_side_main,
-						&p),
-				 0);
+		t_thread_start(&p.th, plain_side_main, &p);
 		t0 = now_ms();
 		rc = connect_tls_client(&c, addr, "localhost", cc, NULL);
 		el = now_ms() - t0;
-		ck_assert_int_eq(join_timeout(p.th, NULL, scaled_ms(15000)),
-				 0);
+		t_thread_join(p.th, 15000, "plain side");
 		fprintf(stderr,
 			"check_tls: TLS client to a plain peer that %s: %s "
 			"after %lld ms (plain side: %s)\n",
@@ -1645,7 +1592,7 @@ static void stream_end(uint32_t frames, size_t partial, bool bye, int want)
 	t.frames = frames;
 	t.partial = partial;
 	t.bye = bye;
-	ck_assert_int_eq(pthread_create(&t.th, NULL, trunc_peer_main, &t), 0);
+	t_thread_start(&t.th, trunc_peer_main, &t);
 	rc = dial("127.0.0.1", port, "localhost", cc, &c);
 	if (rc == CONNECT_OK) {
 		for (uint32_t i = 0; i < frames && rc == CONNECT_OK; i++) {
@@ -1662,7 +1609,7 @@ static void stream_end(uint32_t frames, size_t partial, bool bye, int want)
 	} else {
 		snprintf(why, sizeof(why), "dial: %s", connect_err_name(rc));
 	}
-	ck_assert_int_eq(join_timeout(t.th, NULL, scaled_ms(15000)), 0);
+	t_thread_join(t.th, 15000, "raw peer");
 	close(t.g.lfd);
 	connect_tls_config_free(cc);
 	ck_assert_msg(t.g.err[0] == '\0', "raw peer: %s", t.g.err);
@@ -2051,7 +1998,7 @@ static void key_update_under_load(bool peer_is_server)
 		l = listen_ok(cfg, "127.0.0.1:0");
 		k.g.port = connect_listener_port(l);
 	}
-	ck_assert_int_eq(pthread_create(&k.th, NULL, ku_main, &k), 0);
+	t_thread_start(&k.th, ku_main, &k);
 	if (peer_is_server)
 		rc = dial("127.0.0.1", port, "localhost", cfg, &c);
 	else
@@ -2099,11 +2046,10 @@ static void key_update_under_load(bool peer_is_server)
 	}
 join:
 	if (sender)
-		ck_assert_int_eq(join_timeout(snd.th, NULL, scaled_ms(15000)),
-				 0);
+		t_thread_join(snd.th, 15000, "sender");
 	if (c)
 		connect_close(c, scaled_ms(5000), NULL);
-	ck_assert_int_eq(join_timeout(k.th, NULL, scaled_ms(40000)), 0);
+	t_thread_join(k.th, 40000, "raw peer");
 	if (k.g.lfd >= 0)
 		close(k.g.lfd);
 	connect_listener_close(l);
@@ -2657,22 +2603,12 @@ END_TEST
 /* Suite                                                                   */
 /* ---------------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, int timeout)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, timeout);
-	tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-	suite_add_tcase(s, tc);
-	return tc;
-}
-
 static Suite *tls_suite(void)
 {
 	Suite *s = suite_create("tls");
 	TCase *tc;
 
-	tc = tcase(s, "config", 20);
+	tc = t_tcase(s, "config", 20);
 	tcase_add_test(tc, config_new_errors);
 	tcase_add_test(tc, config_cert_errors);
 	tcase_add_test(tc, failed_cert_load_leaves_no_trace);
@@ -2684,7 +2620,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, null_args);
 	tcase_add_test(tc, config_mem);
 
-	tc = tcase(s, "handshake", 30);
+	tc = t_tcase(s, "handshake", 30);
 	tcase_add_test(tc, echo_dns_name);
 	tcase_add_test(tc, echo_ip_literal);
 	tcase_add_test(tc, echo_ipv6);
@@ -2692,7 +2628,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, mutual_tls);
 	tcase_add_test(tc, optional_client_auth);
 
-	tc = tcase(s, "client_failures", 30);
+	tc = t_tcase(s, "client_failures", 30);
 	tcase_add_test(tc, unknown_issuer);
 	tcase_add_test(tc, name_mismatch);
 	tcase_add_test(tc, expired);
@@ -2700,7 +2636,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, tls_client_to_plain_listener);
 	tcase_add_test(tc, silent_server);
 
-	tc = tcase(s, "server_failures", 30);
+	tc = t_tcase(s, "server_failures", 30);
 	tcase_add_test(tc, no_client_cert_required);
 	tcase_add_test(tc, bad_client_cert);
 	tcase_add_test(tc, plain_client_to_tls_listener);
@@ -2708,18 +2644,18 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, dribbling_client_times_out);
 	tcase_add_test(tc, listener_close_during_handshake);
 
-	tc = tcase(s, "close", 30);
+	tc = t_tcase(s, "close", 30);
 	tcase_add_test(tc, close_notify_after_data);
 	tcase_add_test(tc, truncation_without_close_notify);
 	tcase_add_test(tc, close_notify_from_raw_peer);
 	tcase_add_test(tc, close_notify_inside_frame);
 	tcase_add_test(tc, cut_inside_record);
 
-	tc = tcase(s, "key_update", 60);
+	tc = t_tcase(s, "key_update", 60);
 	tcase_add_test(tc, key_update_peer_server);
 	tcase_add_test(tc, key_update_peer_client);
 
-	tc = tcase(s, "interop", 60);
+	tc = t_tcase(s, "interop", 60);
 	tcase_add_test(tc, python_server_echo);
 	tcase_add_test(tc, python_server_mutual);
 	tcase_add_test(tc, python_server_ipv6);
@@ -2733,13 +2669,6 @@ static Suite *tls_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(tls_suite());
-	int failed;
-
 	/* A peer that vanished must not kill the test with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(tls_suite(), T_RUN_NO_SIGPIPE);
 }

@@ -1,8 +1,10 @@
 /*
- * Shared helpers of the integration tests (check_api, check_conn, check_tls):
- * a transport abstraction so one conformance suite runs over TCP/IPv4,
- * TCP/IPv6 and TLS, an echo-server thread, waits with timeouts, datagrams
- * with sequence numbers, and process probes (RSS, thread count).
+ * Shared helpers of the tests: the suite runner every test program's main()
+ * calls, test cases that must leave no thread behind, threads joined with
+ * a timeout, a transport abstraction so one conformance suite (check_conn)
+ * runs over TCP/IPv4, TCP/IPv6 and TLS, an echo-server thread, waits with
+ * timeouts, datagrams with sequence numbers, and process probes (RSS,
+ * thread count).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
@@ -20,11 +22,50 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <check.h>
+
 #include "connect.h"
 
 #ifndef CERTDIR
 #define CERTDIR "tests/certs"
 #endif
+
+/* ---------------------------------------------------------------------- */
+/* Running a suite                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* What t_run does besides running the suite (flags, or'ed). */
+enum {
+	/* Ignore SIGPIPE: a raw peer may write to a socket the other side
+	 * closed.  Not for the tests that check the library never raises
+	 * it (check_api). */
+	T_RUN_NO_SIGPIPE = 1 << 0,
+};
+
+/*
+ * The body of every test program's main(): run every test of s (freed
+ * here) in Check's fork mode (CK_FORK=no runs them in this process, to
+ * debug; CK_RUN_SUITE / CK_RUN_CASE pick some; CK_VERBOSITY says how much
+ * to print), then kill and reap any process the tests left behind (a test
+ * process that failed a check ends at once, before its teardown, and its
+ * children come to us).  Returns the exit status for main: EXIT_SUCCESS,
+ * EXIT_FAILURE if a test failed, 99 (a hard error) if s is NULL.
+ */
+int t_run(Suite *s, unsigned flags);
+
+/*
+ * A test case `name` added to s, with a timeout of timeout_s seconds
+ * (Check multiplies it by CK_TIMEOUT_MULTIPLIER), whose every test must
+ * end with as many threads in its process as it started with (the checked
+ * fixture t_threads_setup / t_threads_teardown).
+ */
+TCase *t_tcase(Suite *s, const char *name, int timeout_s);
+void t_threads_setup(void);
+void t_threads_teardown(void);
+
+/* ---------------------------------------------------------------------- */
+/* Transports                                                              */
+/* ---------------------------------------------------------------------- */
 
 /*
  * The transports of the conformance suite: one row each.  A transport
@@ -128,6 +169,19 @@ bool wait_for(bool (*pred)(void *arg), void *arg, int timeout_ms);
 int fd_readable(int fd, int timeout_ms);
 /* pthread_timedjoin_np with a relative timeout in ms; 0 when joined. */
 int join_timeout(pthread_t th, void **ret, int timeout_ms);
+/*
+ * Run fn(arg) in a new thread *th (a test's helper thread, which must not
+ * assert: it records its results for the test to check after joining);
+ * fails the test if the thread cannot start.
+ */
+void t_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
+/*
+ * Join th, waiting at most timeout_ms (scaled by CK_TIMEOUT_MULTIPLIER);
+ * fails the test if it has not ended by then, naming the thread with the
+ * printf-style what, ....
+ */
+void t_thread_join(pthread_t th, int timeout_ms, const char *what, ...)
+	__attribute__((format(printf, 3, 4)));
 /* ms times CK_TIMEOUT_MULTIPLIER (sanitizer runs are slower). */
 int scaled_ms(int ms);
 
@@ -193,6 +247,20 @@ int threads_settle(int baseline, int timeout_ms);
 
 /* Running under AddressSanitizer (memory figures are then inflated). */
 bool under_asan(void);
+/* Built with ThreadSanitizer: UNDER_TSAN for #if, under_tsan() for code. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+bool under_tsan(void);
+/* This machine can bind TCP sockets to ::1. */
+bool have_ipv6_loopback(void);
 /*
  * A slow build (valgrind: tests/valgrind.sh sets CONNECT_TEST_LIGHT):
  * the tests that move large volumes move less, with the same checks.
