@@ -69,8 +69,9 @@ void t_threads_teardown(void);
 
 /*
  * The transports of the conformance suite: one row each.  A transport
- * joins the battery by getting a row here (and an index below); the
- * tests only read the row.
+ * joins the battery by getting a row here (and an index below) and a
+ * test program in Makefile.am (check_conn_NAME, built from check_conn.c
+ * with -DCONN_ROW=T_NAME); the tests only read the row.
  */
 struct t_transport {
 	const char *name;   /* "tcp4": the TCase name */
@@ -87,7 +88,7 @@ enum {
 	T_TCP6 = 1, /* TCP over [::1] */
 	T_TLS = 2,  /* TLS over 127.0.0.1, certificate for "localhost" */
 #ifdef CONNECT_TEST_FAULT
-	/* The test build with the fault layer (check_conn_fault). */
+	/* The test builds with the fault layer (check_conn_fault_*). */
 	T_FAULT,     /* fault+tcp: short transfers, EINTR */
 	T_TLS_FAULT, /* tls+fault+tcp: TLS over the same */
 #endif
