@@ -20,6 +20,8 @@
 
 #include <check.h>
 
+#include "helpers.h"
+
 #ifndef VECTORS
 #error "VECTORS must name tests/data/wire-vectors.txt (set in Makefile.am)"
 #endif
@@ -1070,15 +1072,11 @@ static Suite *codec_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	if (load_vectors(VECTORS) < 0)
 		return 99; /* hard error for the test driver */
-	sr = srunner_create(codec_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	rc = t_run(codec_suite(), 0);
 	free_vectors();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

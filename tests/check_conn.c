@@ -1,9 +1,13 @@
 /*
  * The conformance suite: one set of connection tests, written once and run
- * over every transport (TCP over 127.0.0.1, TCP over ::1, TLS).  Each
- * transport gets a TCase whose tests receive the transport as the loop
- * index (_i).  Tests that speak the wire protocol through a raw socket run
- * on the TCP transports only.
+ * over every transport (TCP over 127.0.0.1, TCP over ::1, TLS, and with
+ * CONNECT_TEST_FAULT the same over the fault-injecting layer).  Each
+ * transport is a test program of its own, built from this file with
+ * CONN_ROW naming its row of t_table (tests/helpers.h), so that make -j
+ * runs them side by side: check_conn_tcp4, check_conn_tcp6, check_conn_tls,
+ * check_conn_fault_tcp, check_conn_fault_tls (Makefile.am).  The tests
+ * receive the transport as the loop index (_i).  Tests that speak the wire
+ * protocol through a raw socket run on the TCP transports only.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -30,27 +34,12 @@
 #include "fault.h"
 #endif
 
+#ifndef CONN_ROW
+#error "build with -DCONN_ROW=T_..., the row of t_table this program runs"
+#endif
+
 #define KiB (1024u)
 #define MiB (1024u * 1024u)
-
-/* Threads of the test process when the test started (checked fixture). */
-static int g_threads_baseline;
-
-static void fixture_setup(void)
-{
-	g_threads_baseline = thread_baseline();
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-/* Every test must leave no library thread behind. */
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
-}
 
 /* ---------------------------------------------------------------------- */
 /* Worker threads: senders and receivers of numbered datagrams             */
@@ -143,7 +132,7 @@ static void xfer_start_paced(struct xfer *x, void *(*fn)(void *),
 	x->wait_ms = scaled_ms(20000);
 	x->pause_ms = pause_ms;
 	x->rc = CONNECT_EINVAL;
-	ck_assert_int_eq(pthread_create(&x->th, NULL, fn, x), 0);
+	t_thread_start(&x->th, fn, x);
 }
 
 static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
@@ -155,8 +144,7 @@ static void xfer_start(struct xfer *x, void *(*fn)(void *), connect_conn *c,
 /* Join (with a timeout: a stuck worker fails the test) and check success. */
 static void xfer_join_ok(struct xfer *x, const char *what)
 {
-	ck_assert_msg(join_timeout(x->th, NULL, scaled_ms(60000)) == 0,
-		      "%s: thread did not finish", what);
+	t_thread_join(x->th, 60000, "%s", what);
 	ck_assert_msg(x->rc == CONNECT_OK, "%s: %s (%u of %u done)", what,
 		      x->why, x->done, x->count);
 	ck_assert_uint_eq(x->done, x->count);
@@ -678,14 +666,14 @@ static void close_under_waiter(struct waiter *w, void *(*fn)(void *),
 	w->timeout_ms = scaled_ms(20000);
 	w->rc = CONNECT_EINVAL;
 	atomic_init(&w->entered, false);
-	ck_assert_int_eq(pthread_create(&w->th, NULL, fn, w), 0);
+	t_thread_start(&w->th, fn, w);
 	ck_assert(wait_for(waiter_entered, w, 5000));
 	/* Let it reach the wait (it cannot tell us from inside). */
 	sleep_ms(300);
 	t0 = now_ms();
 	connect_close(w->c, 0, unsent);
 	ck_assert_int_lt(now_ms() - t0, scaled_ms(5000));
-	ck_assert_int_eq(join_timeout(w->th, NULL, scaled_ms(10000)), 0);
+	t_thread_join(w->th, 10000, "waiter");
 	ck_assert_msg(w->rc == CONNECT_ECLOSED, "waiter got %s",
 		      connect_err_name(w->rc));
 	ck_assert_int_lt(w->elapsed, w->timeout_ms / 2);
@@ -1162,20 +1150,6 @@ END_TEST
 
 /* ---------------------------------------------------------------------- */
 
-static bool have_ipv6_loopback(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_STREAM, 0);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
-}
-
 /* ---------------------------------------------------------------------- */
 /* Close tells the truth                                                   */
 /* ---------------------------------------------------------------------- */
@@ -1328,9 +1302,9 @@ START_TEST(close_both_at_once)
 		recv_expect(c, 2, i, LEN);
 	}
 	a.c = s;
-	ck_assert_int_eq(pthread_create(&th, NULL, close_main, &a), 0);
+	t_thread_start(&th, close_main, &a);
 	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
-	ck_assert_int_eq(join_timeout(th, NULL, scaled_ms(10000)), 0);
+	t_thread_join(th, 10000, "the other close");
 	ck_assert_msg(a.rc == CONNECT_OK, "the other close: %s",
 		      connect_err_name(a.rc));
 }
@@ -1474,28 +1448,14 @@ static void add_tests(TCase *tc, int t)
 static Suite *conn_suite(void)
 {
 	Suite *s = suite_create("conn");
+	TCase *tc = t_tcase(s, t_name(CONN_ROW), 60);
 
-	for (int t = 0; t < T_COUNT; t++) {
-		TCase *tc;
-
-		if (t_family(t) == AF_INET6 && !have_ipv6_loopback()) {
-			fprintf(stderr, "check_conn: no ::1, tcp6 skipped\n");
-			continue;
-		}
-		tc = tcase_create(t_name(t));
-		tcase_set_timeout(tc, 60);
-		tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-		add_tests(tc, t);
-		suite_add_tcase(s, tc);
-	}
+	add_tests(tc, CONN_ROW);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 #ifdef CONNECT_TEST_FAULT
 	/* Every byte both ways in pieces of 1 to 700 bytes, a tenth of the
 	 * non-blocking calls (TLS) told "would block", and every 7th socket
@@ -1508,13 +1468,13 @@ int main(void)
 	plan.eintr_every = 7;
 	plan.seed = 12345;
 	if (cn_fault_register() != 0)
-		return EXIT_FAILURE;
+		return 99;
 	cn_fault_set(&plan);
 #endif
-	sr = srunner_create(conn_suite());
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	if (t_family(CONN_ROW) == AF_INET6 && !have_ipv6_loopback()) {
+		fprintf(stderr, "check_conn: no ::1 here, %s skipped\n",
+			t_name(CONN_ROW));
+		return 77; /* skipped, for the test driver */
+	}
+	return t_run(conn_suite(), 0);
 }

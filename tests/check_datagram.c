@@ -11,6 +11,8 @@
 
 #include <check.h>
 
+#include "helpers.h"
+
 /* A pointer value no allocator returns: "*dgp was not written". */
 #define SENTINEL ((connect_datagram *)(uintptr_t)0x5eed)
 
@@ -487,11 +489,5 @@ static Suite *datagram_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(datagram_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(datagram_suite(), 0);
 }

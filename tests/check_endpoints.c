@@ -82,49 +82,7 @@ static void note(char *bad, size_t len, const char *fmt, ...)
 /* Under a sanitizer everything is several times slower: fewer rounds. */
 static bool sanitized(void)
 {
-#if defined(__SANITIZE_THREAD__)
-	return true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-	return true;
-#endif
-#endif
-	return under_asan() || test_light();
-}
-
-static bool have_ipv6_loopback(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_STREAM, 0);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Fixture: no thread left behind                                          */
-/* ---------------------------------------------------------------------- */
-
-static int g_threads_baseline;
-
-static void fixture_setup(void)
-{
-	g_threads_baseline = thread_baseline();
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
+	return under_tsan() || under_asan() || test_light();
 }
 
 /* ---------------------------------------------------------------------- */
@@ -777,9 +735,7 @@ static void cr_round(int round, int t, int mode, struct cr_totals *tot)
 		w[k].park_rc = 1;
 		w[k].park_send = mode == CR_FULL && (k & 1);
 		atomic_init(&w[k].park.state, P_HAMMER);
-		ck_assert_int_eq(pthread_create(&w[k].th, NULL,
-						cr_worker_main, &w[k]),
-				 0);
+		t_thread_start(&w[k].th, cr_worker_main, &w[k]);
 	}
 	{
 		struct iters_wait iw = { w, CR_WORKERS, 2 };
@@ -808,9 +764,8 @@ static void cr_round(int round, int t, int mode, struct cr_totals *tot)
 	el = now_ms() - t0;
 
 	for (int k = 0; k < CR_WORKERS; k++) {
-		ck_assert_msg(join_timeout(w[k].th, NULL, scaled_ms(20000)) ==
-				      0,
-			      "round %d: worker %d stuck", round, k);
+		t_thread_join(w[k].th, 20000, "round %d: worker %d", round,
+			      k);
 	}
 	for (int k = 0; k < CR_WORKERS; k++) {
 		int prc = w[k].park_rc;
@@ -1087,9 +1042,7 @@ static int lr_round(int round, int t)
 		w[k].fd = -1;
 		w[k].park_rc = 1;
 		atomic_init(&w[k].park.state, P_HAMMER);
-		ck_assert_int_eq(pthread_create(&w[k].th, NULL,
-						lr_worker_main, &w[k]),
-				 0);
+		t_thread_start(&w[k].th, lr_worker_main, &w[k]);
 	}
 	ck_assert(wait_for(lr_iters_reached, &iw, scaled_ms(20000)));
 	if (sh->tls) {
@@ -1117,9 +1070,8 @@ static int lr_round(int round, int t)
 	connect_listener_close(sh->l);
 	el = now_ms() - t0;
 	for (int k = 0; k < LR_WORKERS; k++)
-		ck_assert_msg(join_timeout(w[k].th, NULL, scaled_ms(20000)) ==
-				      0,
-			      "round %d: worker %d stuck", round, k);
+		t_thread_join(w[k].th, 20000, "round %d: worker %d", round,
+			      k);
 	ck_assert_msg(el < scaled_ms(5000), "listener close took %lld ms",
 		      (long long)el);
 	for (int k = 0; k < LR_WORKERS; k++) {
@@ -1679,9 +1631,7 @@ START_TEST(user_pointer_threads)
 		w[k].c = c;
 		w[k].tokens = tokens;
 		w[k].idx = k;
-		ck_assert_int_eq(pthread_create(&w[k].th, NULL, up_main,
-						&w[k]),
-				 0);
+		t_thread_start(&w[k].th, up_main, &w[k]);
 	}
 	/* Traffic meanwhile: the library threads leave it alone. */
 	for (uint32_t i = 0; i < 50; i++) {
@@ -1689,8 +1639,7 @@ START_TEST(user_pointer_threads)
 		ck_assert_ptr_eq(connect_conn_user(s), &other);
 	}
 	for (int k = 0; k < UP_THREADS; k++) {
-		ck_assert_int_eq(join_timeout(w[k].th, NULL, scaled_ms(60000)),
-				 0);
+		t_thread_join(w[k].th, 60000, "thread %d", k);
 		ck_assert_msg(!w[k].bad[0], "thread %d: %s", k, w[k].bad);
 	}
 	u = connect_conn_user(c);
@@ -1959,16 +1908,13 @@ START_TEST(peer_identity_concurrent)
 		r[k].c = k & 1 ? s : c;
 		r[k].want = k & 1 ? &client : &server;
 		r[k].stop = &stop;
-		ck_assert_int_eq(pthread_create(&r[k].th, NULL,
-						id_reader_main, &r[k]),
-				 0);
+		t_thread_start(&r[k].th, id_reader_main, &r[k]);
 	}
 	for (uint32_t i = 0; i < N; i++)
 		bounce(i & 1 ? s : c, i & 1 ? c : s, i);
 	atomic_store(&stop, true);
 	for (int k = 0; k < NR; k++) {
-		ck_assert_int_eq(join_timeout(r[k].th, NULL, scaled_ms(20000)),
-				 0);
+		t_thread_join(r[k].th, 20000, "reader %d", k);
 		ck_assert_msg(!r[k].bad[0], "reader %d: %s", k, r[k].bad);
 		ck_assert_int_gt(r[k].reads, 0);
 	}
@@ -2168,13 +2114,13 @@ static void pusher_start(struct pusher *p, connect_conn *c, size_t len)
 	p->c = c;
 	p->len = len;
 	atomic_init(&p->stop, false);
-	ck_assert_int_eq(pthread_create(&p->th, NULL, pusher_main, p), 0);
+	t_thread_start(&p->th, pusher_main, p);
 }
 
 static int pusher_join(struct pusher *p)
 {
 	atomic_store(&p->stop, true);
-	ck_assert_int_eq(join_timeout(p->th, NULL, scaled_ms(20000)), 0);
+	t_thread_join(p->th, 20000, "pusher");
 	return p->rc;
 }
 
@@ -2349,7 +2295,7 @@ START_TEST(reset_is_not_eof)
 			      why);
 		/* The sender stops by itself: the writer meets the reset
 		 * too, and sends then report it. */
-		ck_assert_msg(join_timeout(p.th, NULL, scaled_ms(10000)) == 0,
+		t_thread_join(p.th, 10000,
 			      "round %d: sending goes on after the reset",
 			      round);
 		ck_assert_msg(p.rc == CONNECT_ECONNRESET,
@@ -2428,8 +2374,7 @@ START_TEST(clean_shutdown_is_eof)
 		memset(&d, 0, sizeof(d));
 		d.fd = raw_dial(T_TCP4, port);
 		s = t_accept_ok(l, scaled_ms(10000));
-		ck_assert_int_eq(pthread_create(&d.th, NULL, drain_main, &d),
-				 0);
+		t_thread_start(&d.th, drain_main, &d);
 		pusher_start(&p, s, LEN);
 		/* The writer is at it: 64 KiB reached the peer. */
 		ck_assert(wait_for(drained_some, &d, scaled_ms(10000)));
@@ -2455,7 +2400,7 @@ START_TEST(clean_shutdown_is_eof)
 		ck_assert_code(connect_close(s, scaled_ms(10000), &unsent),
 			       CONNECT_OK);
 		ck_assert_uint_eq(unsent, 0);
-		ck_assert_int_eq(join_timeout(d.th, NULL, scaled_ms(10000)), 0);
+		t_thread_join(d.th, 10000, "drain");
 		ck_assert_int_eq(d.err, 0);
 		ck_assert_uint_eq(atomic_load(&d.bytes),
 				  (uint64_t)sent * (8 + LEN));
@@ -2469,46 +2414,36 @@ END_TEST
 /* Suite                                                                   */
 /* ---------------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, int timeout)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, timeout);
-	tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-	suite_add_tcase(s, tc);
-	return tc;
-}
-
 static Suite *endpoints_suite(void)
 {
 	Suite *s = suite_create("endpoints");
 	TCase *tc;
 
-	tc = tcase(s, "race", 300);
+	tc = t_tcase(s, "race", 300);
 	tcase_add_test(tc, conn_calls_race_close);
 	tcase_add_test(tc, listener_calls_race_close);
 
-	tc = tcase(s, "url", 60);
+	tc = t_tcase(s, "url", 60);
 	tcase_add_test(tc, url_tcp_forms);
 	tcase_add_test(tc, url_tls_forms);
 	tcase_add_test(tc, opts_tls_refcount);
 	tcase_add_test(tc, url_errors);
 	tcase_add_test(tc, url_empty_last_word);
 
-	tc = tcase(s, "user", 60);
+	tc = t_tcase(s, "user", 60);
 	tcase_add_test(tc, user_pointer_basics);
 	tcase_add_test(tc, user_pointer_threads);
 
-	tc = tcase(s, "identity", 60);
+	tc = t_tcase(s, "identity", 60);
 	tcase_add_loop_test(tc, peer_identity_mutual, 0, 2);
 	tcase_add_loop_test(tc, peer_identity_no_client_cert, 0, 2);
 	tcase_add_loop_test(tc, peer_identity_tcp, T_TCP4, T_TCP6 + 1);
 	tcase_add_test(tc, peer_identity_concurrent);
 
-	tc = tcase(s, "flood", 120);
+	tc = t_tcase(s, "flood", 120);
 	tcase_add_loop_test(tc, handshake_flood, 0, 2);
 
-	tc = tcase(s, "reset", 120);
+	tc = t_tcase(s, "reset", 120);
 	tcase_add_test(tc, reset_is_not_eof);
 	tcase_add_test(tc, clean_shutdown_is_eof);
 	return s;
@@ -2516,11 +2451,5 @@ static Suite *endpoints_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(endpoints_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(endpoints_suite(), 0);
 }

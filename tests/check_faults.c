@@ -30,25 +30,13 @@
 #include "connect_int.h"
 #include "fault.h"
 
-static int g_threads_baseline;
-
-static void fixture_setup(void)
+/* Each test starts with a plan that injects nothing. */
+static void plan_reset(void)
 {
 	struct cn_fault_plan p;
 
 	cn_fault_plan_init(&p);
 	cn_fault_set(&p);
-	g_threads_baseline = thread_baseline();
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
 }
 
 /* A pair over "fault+tcp" with the given plan. */
@@ -456,9 +444,9 @@ static void million(int linger_ms, bool all)
 			      connect_err_name(rc));
 	}
 	k.s = s;
-	ck_assert_int_eq(pthread_create(&k.th, NULL, count_main, &k), 0);
+	t_thread_start(&k.th, count_main, &k);
 	rc = connect_close(c, linger_ms, &unsent);
-	ck_assert_int_eq(join_timeout(k.th, NULL, scaled_ms(60000)), 0);
+	t_thread_join(k.th, 60000, "counter");
 	ck_assert_msg(k.end != -1000, "out of order after %u", k.got);
 	if (all) {
 		ck_assert_msg(rc == CONNECT_OK, "close: %s",
@@ -571,24 +559,21 @@ START_TEST(thread_creation_fails)
 }
 END_TEST
 
+/* A test case of its own for each test. */
 static void add_case(Suite *s, const char *name, const TTest *test, int to)
 {
-	TCase *tc = tcase_create(name);
+	TCase *tc = t_tcase(s, name, to);
 
-	tcase_set_timeout(tc, to);
-	tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-	_tcase_add_test(tc, test, 0, 0, 0, 1);
-	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(tc, plan_reset, NULL);
+	tcase_add_test(tc, test);
 }
 
 int main(void)
 {
 	Suite *s = suite_create("faults");
-	SRunner *sr;
-	int failed;
 
 	if (cn_fault_register() != 0)
-		return EXIT_FAILURE;
+		return 99;
 	add_case(s, "send_fails_at_byte", send_fails_at_byte, 60);
 	add_case(s, "recv_fails_at_byte", recv_fails_at_byte, 60);
 	add_case(s, "tls_records_whole", tls_records_whole, 60);
@@ -598,9 +583,5 @@ int main(void)
 	add_case(s, "million_delivered", close_million_delivered, 300);
 	add_case(s, "million_counted", close_million_counted, 300);
 	add_case(s, "thread_creation", thread_creation_fails, 120);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(s, 0);
 }

@@ -96,17 +96,6 @@
 /* The descriptor limit of the server in the flood test. */
 #define FLOOD_NOFILE 64
 
-#ifdef __SANITIZE_THREAD__
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
-
 /* ---------------------------------------------------------------------- */
 /* Processes: usage figures from /proc                                      */
 /* ---------------------------------------------------------------------- */
@@ -189,7 +178,7 @@ static long rss_slack_kb(void)
 {
 	if (under_asan())
 		return 1024 * 1024;
-	if (UNDER_TSAN)
+	if (under_tsan())
 		return 1024 * 1024;
 	return 32 * 1024;
 }
@@ -607,8 +596,7 @@ static void prober_start_at(int port, bool tls, bool fresh)
 	g_pr.conn_ok = true;
 	atomic_init(&g_pr.stop, false);
 	atomic_init(&g_pr.fresh, fresh);
-	ck_assert_int_eq(pthread_create(&g_pr.th, NULL, prober_main, &g_pr),
-			 0);
+	t_thread_start(&g_pr.th, prober_main, &g_pr);
 	g_pr.running = true;
 }
 
@@ -1475,9 +1463,7 @@ START_TEST(never_read)
 	t = now_ms();
 	for (int i = 0; i < N_NONREAD; i++) {
 		r[i] = (struct nonreader){ .p = &p[i] };
-		ck_assert_int_eq(
-			pthread_create(&r[i].th, NULL, nonreader_main, &r[i]),
-			0);
+		t_thread_start(&r[i].th, nonreader_main, &r[i]);
 	}
 	for (int i = 0; i < N_NONREAD; i++) {
 		int64_t deadline = now_ms() + scaled_ms(60000);
@@ -1911,13 +1897,12 @@ static void dial_start(struct dialer *d)
 {
 	d->c = NULL;
 	d->rc = CONNECT_EINVAL;
-	ck_assert_int_eq(pthread_create(&d->th, NULL, dialer_main, d), 0);
+	t_thread_start(&d->th, dialer_main, d);
 }
 
 static void dial_join(struct dialer *d)
 {
-	ck_assert_msg(join_timeout(d->th, NULL, scaled_ms(30000)) == 0,
-		      "connect_dial did not return");
+	t_thread_join(d->th, 30000, "connect_dial");
 }
 
 /* Accept one connection on lfd (the TLS handshake too, as the server). */
@@ -2428,67 +2413,10 @@ static Suite *hostile_suite(void)
 	return s;
 }
 
-/* Kill and reap every child left (servers of tests that failed). */
-static void reap_orphans(void)
-{
-	int64_t deadline = now_ms() + 5000;
-	char path[300], line[512], *p;
-	struct dirent *e;
-	pid_t r;
-	int ppid;
-	DIR *d;
-
-	while ((r = waitpid(-1, NULL, WNOHANG)) != -1) {
-		if (r > 0)
-			continue;
-		if (now_ms() >= deadline)
-			break;
-		/* Those killed already (PR_SET_PDEATHSIG, Check's killpg)
-		 * are on their way out. */
-		if (now_ms() < deadline - 4000) {
-			sleep_ms(10);
-			continue;
-		}
-		d = opendir("/proc");
-		while (d && (e = readdir(d)) != NULL) {
-			FILE *f;
-
-			if (e->d_name[0] < '1' || e->d_name[0] > '9')
-				continue;
-			snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-			f = fopen(path, "re");
-			if (!f)
-				continue;
-			if (fgets(line, sizeof(line), f) &&
-			    (p = strrchr(line, ')')) != NULL &&
-			    sscanf(p + 2, "%*c %d", &ppid) == 1 &&
-			    ppid == (int)getpid()) {
-				fprintf(stderr, "check_hostile: killing "
-						"leftover process %s\n",
-					e->d_name);
-				kill((pid_t)atoi(e->d_name), SIGKILL);
-			}
-			fclose(f);
-		}
-		if (d)
-			closedir(d);
-		sleep_ms(10);
-	}
-}
-
 int main(void)
 {
-	SRunner *sr = srunner_create(hostile_suite());
-	int failed;
-
-	/* A peer that vanished must not kill the test with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	/* Servers whose test process died without its teardown (a failed
-	 * check exits at once) come to us, to be reaped below. */
-	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	reap_orphans();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	/* A peer that vanished must not kill the test with SIGPIPE.  Servers
+	 * whose test process died without its teardown (a failed check exits
+	 * at once) are killed and reaped by t_run. */
+	return t_run(hostile_suite(), T_RUN_NO_SIGPIPE);
 }

@@ -27,23 +27,6 @@
 #define MAX_WORKERS 8
 #define MAX_SESSIONS 512
 
-static int g_threads_baseline;
-
-static void fixture_setup(void)
-{
-	g_threads_baseline = thread_baseline();
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
-}
-
 /* ---------------------------------------------------------------------- */
 /* A worker-pool echo server                                               */
 /* ---------------------------------------------------------------------- */
@@ -1178,41 +1161,31 @@ END_TEST
 
 /* ---------------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, 300);
-	tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-	suite_add_tcase(s, tc);
-	return tc;
-}
-
 static Suite *inbox_suite(void)
 {
 	Suite *s = suite_create("inbox");
 	TCase *tc;
 
 	/* Over TCP/IPv4, TCP/IPv6 and TLS: the rows of t_table. */
-	tc = tcase(s, "many");
+	tc = t_tcase(s, "many", 300);
 	tcase_add_loop_test(tc, many_free, T_TCP4, T_TLS + 1);
 	tcase_add_loop_test(tc, many_strand, T_TCP4, T_TLS + 1);
 	tcase_add_loop_test(tc, one_worker_in_order, T_TCP4, T_TLS + 1);
-	tc = tcase(s, "handles");
+	tc = t_tcase(s, "handles", 300);
 	tcase_add_loop_test(tc, send_while_closed, T_TCP4, T_TLS + 1);
 	tcase_add_loop_test(tc, attach_running, T_TCP4, T_TLS + 1);
-	tc = tcase(s, "ends");
+	tc = t_tcase(s, "ends", 300);
 	tcase_add_test(tc, end_with_error);
 	tcase_add_test(tc, close_wakes_workers);
 	tcase_add_test(tc, close_counts_undelivered);
 	tcase_add_test(tc, close_while_held);
-	tc = tcase(s, "limits");
+	tc = t_tcase(s, "limits", 300);
 	tcase_add_test(tc, full_inbox_stops_readers);
 	tcase_add_test(tc, full_inbox_no_deadlock);
 	tcase_add_test(tc, tls_connection_limit);
 	tcase_add_test(tc, connection_limit);
 	tcase_add_test(tc, out_of_descriptors);
-	tc = tcase(s, "api");
+	tc = t_tcase(s, "api", 300);
 	tcase_add_test(tc, inbox_fd);
 	tcase_add_test(tc, api_edges);
 	tcase_add_test(tc, accept_queue_moves);
@@ -1221,11 +1194,5 @@ static Suite *inbox_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(inbox_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(inbox_suite(), 0);
 }

@@ -28,38 +28,6 @@
 #define KiB (1024u)
 #define MiB (1024u * 1024u)
 
-static int g_threads_baseline;
-
-static void fixture_setup(void)
-{
-	g_threads_baseline = thread_baseline();
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
-}
-
-static bool under_tsan(void)
-{
-#if defined(__SANITIZE_THREAD__)
-	return true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-	return true;
-#else
-	return false;
-#endif
-#else
-	return false;
-#endif
-}
-
 /* ---------------------------------------------------------------------- */
 /* The process-wide receive memory bound                                   */
 /* ---------------------------------------------------------------------- */
@@ -106,9 +74,7 @@ START_TEST(recv_memory_bound)
 	for (int k = 0; k < NC; k++) {
 		t_pair(T_TCP4, NULL, NULL, &c[k], &s[k]);
 		f[k] = (struct flood){ .c = c[k], .n = N, .len = LEN };
-		ck_assert_int_eq(pthread_create(&f[k].th, NULL, flood_main,
-						&f[k]),
-				 0);
+		t_thread_start(&f[k].th, flood_main, &f[k]);
 	}
 	for (int i = 0; i < 50; i++) {
 		used = connect_recv_memory_used();
@@ -136,8 +102,7 @@ START_TEST(recv_memory_bound)
 			connect_datagram_free(dg);
 		}
 	for (int k = 0; k < NC; k++) {
-		ck_assert_int_eq(join_timeout(f[k].th, NULL, scaled_ms(20000)),
-				 0);
+		t_thread_join(f[k].th, 20000, "flood");
 		ck_assert_int_eq(f[k].rc, CONNECT_OK);
 		connect_close(c[k], scaled_ms(5000), NULL);
 		connect_close(s[k], 0, NULL);
@@ -399,14 +364,10 @@ START_TEST(out_of_descriptors)
 }
 END_TEST
 
+/* A test case of its own for each test. */
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, 300);
-	tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-	_tcase_add_test(tc, test, 0, 0, 0, 1);
-	suite_add_tcase(s, tc);
+	tcase_add_test(t_tcase(s, name, 300), test);
 }
 
 static Suite *limits_suite(void)
@@ -422,11 +383,5 @@ static Suite *limits_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(limits_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(limits_suite(), 0);
 }

@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <check.h>
+
+#include "helpers.h"
 
 #define BIG (UINT64_C(1) << 40)
 
@@ -352,14 +353,6 @@ END_TEST
 /* Give up (and report) well before Check's timeout kills the process. */
 #define MP_LIMIT_MS 60000
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 enum mp_mode { MP_BOUNDED, MP_UNBOUNDED, MP_SPLICE };
 
 struct mp {
@@ -518,7 +511,6 @@ START_TEST(test_multi_producer)
 	struct consumer cons;
 	pthread_t pth[NPROD], cth;
 	size_t nprod = 0;
-	int rc;
 
 	/* Heap, with the queue's cache-line alignment. */
 	mp = aligned_alloc(CN_CACHELINE,
@@ -536,8 +528,7 @@ START_TEST(test_multi_producer)
 
 	memset(&cons, 0, sizeof(cons));
 	cons.mp = mp;
-	rc = pthread_create(&cth, NULL, consumer_main, &cons);
-	ck_assert_int_eq(rc, 0);
+	t_thread_start(&cth, consumer_main, &cons);
 	for (unsigned i = 0; i < NPROD; i++) {
 		memset(&prod[i], 0, sizeof(prod[i]));
 		prod[i].mp = mp;
@@ -599,11 +590,5 @@ static Suite *queue_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(queue_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(queue_suite(), 0);
 }

@@ -52,6 +52,9 @@ extern char **environ;
 #define KEY(name) CERTDIR "/" name "-key.pem"
 #define MISSING CERTDIR "/no-such-file.pem"
 
+/* The rows of a table (tcase_add_loop_test). */
+#define N_ROWS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
 #define TLS13_ONLY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 #define TLS12_ONLY "NORMAL:-VERS-ALL:+VERS-TLS1.2"
 
@@ -68,42 +71,6 @@ extern char **environ;
 static size_t len_of(uint32_t seq)
 {
 	return 4 + seq % 500;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Fixture: no thread left behind                                          */
-/* ---------------------------------------------------------------------- */
-
-static int g_threads_baseline;
-
-static void *noop_main(void *arg)
-{
-	return arg;
-}
-
-static void fixture_setup(void)
-{
-	int before = thread_count();
-	pthread_t th;
-
-	/*
-	 * Start and join one thread before counting: ThreadSanitizer starts
-	 * a helper thread of its own in the forked test process when the
-	 * first thread is created, and it must be in the baseline.
-	 */
-	ck_assert_int_eq(pthread_create(&th, NULL, noop_main, NULL), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	g_threads_baseline = threads_settle(before, 100);
-	ck_assert_int_gt(g_threads_baseline, 0);
-}
-
-static void fixture_teardown(void)
-{
-	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
-
-	ck_assert_msg(n == g_threads_baseline,
-		      "%d threads left, %d at the start", n,
-		      g_threads_baseline);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -184,20 +151,6 @@ static int dial(const char *host, int port, const char *name,
 	else
 		snprintf(addr, sizeof(addr), "%s:%d", host, port);
 	return connect_tls_client(cp, addr, name, cfg, NULL);
-}
-
-static bool have_ipv6_loopback(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
 }
 
 /* A raw listening socket on the loopback address of `family`, port 0. */
@@ -853,22 +806,42 @@ END_TEST
 
 /*
  * A server presenting cert/key; a client trusting ca.pem dials it with
- * `name` and must fail with `want`.  The server must then count one
- * failure: the alert our client sent (CONNECT_ETLSALERT).
+ * `name` (NULL: the IP address it dials) and must fail with `want`.
  */
-static void client_rejects(const char *cert, const char *key,
-			   const char *name, int want)
+static const struct client_reject {
+	const char *cert, *key, *name;
+	int want;
+} client_rejects[] = {
+	{ CERT("other-server"), KEY("other-server"), "localhost",
+	  CONNECT_ETLSUNKNOWNISSUER },
+	{ CERT("server"), KEY("server"), "wrong.example",
+	  CONNECT_ETLSNAMEMISMATCH },
+	/* An IP address the certificate does not list. */
+	{ CERT("server"), KEY("server"), "127.0.0.2",
+	  CONNECT_ETLSNAMEMISMATCH },
+	{ CERT("wrongname"), KEY("wrongname"), "localhost",
+	  CONNECT_ETLSNAMEMISMATCH },
+	/* wrongname.pem has no IP addresses at all. */
+	{ CERT("wrongname"), KEY("wrongname"), NULL, CONNECT_ETLSNAMEMISMATCH },
+	{ CERT("expired"), KEY("expired"), "localhost", CONNECT_ETLSEXPIRED },
+	{ CERT("notyet"), KEY("notyet"), "localhost", CONNECT_ETLSNOTYETVALID },
+};
+
+/* Row _i of client_rejects.  The server must then count one failure: the
+ * alert our client sent (CONNECT_ETLSALERT). */
+START_TEST(client_rejects_cert)
 {
-	connect_listener *l = listen_with(cert, key);
+	const struct client_reject *r = &client_rejects[_i];
+	connect_listener *l = listen_with(r->cert, r->key);
 	connect_tls_config *cc = cfg_client(NULL, NULL);
 	connect_conn *c = NULL;
 	char why[256] = "";
 	int n, last, rc;
 
-	rc = dial("127.0.0.1", connect_listener_port(l), name, cc, &c);
-	ck_assert_msg(rc == want, "%s as \"%s\": got %s, want %s", cert,
-		      name ? name : "(null)", connect_err_name(rc),
-		      connect_err_name(want));
+	rc = dial("127.0.0.1", connect_listener_port(l), r->name, cc, &c);
+	ck_assert_msg(rc == r->want, "%s as \"%s\": got %s, want %s", r->cert,
+		      r->name ? r->name : "(null)", connect_err_name(rc),
+		      connect_err_name(r->want));
 	ck_assert_ptr_null(c);
 	n = wait_failures(l, 1, scaled_ms(5000), &last, why, sizeof(why));
 	ck_assert_msg(n == 1 && last == CONNECT_ETLSALERT,
@@ -878,41 +851,6 @@ static void client_rejects(const char *cert, const char *key,
 	ck_assert_code(connect_accept(l, &c), CONNECT_EAGAIN);
 	connect_tls_config_free(cc);
 	connect_listener_close(l);
-}
-
-START_TEST(unknown_issuer)
-{
-	client_rejects(CERT("other-server"), KEY("other-server"), "localhost",
-		       CONNECT_ETLSUNKNOWNISSUER);
-}
-END_TEST
-
-START_TEST(name_mismatch)
-{
-	client_rejects(CERT("server"), KEY("server"), "wrong.example",
-		       CONNECT_ETLSNAMEMISMATCH);
-	/* An IP address the certificate does not list. */
-	client_rejects(CERT("server"), KEY("server"), "127.0.0.2",
-		       CONNECT_ETLSNAMEMISMATCH);
-	client_rejects(CERT("wrongname"), KEY("wrongname"), "localhost",
-		       CONNECT_ETLSNAMEMISMATCH);
-	/* wrongname.pem has no IP addresses at all. */
-	client_rejects(CERT("wrongname"), KEY("wrongname"), NULL,
-		       CONNECT_ETLSNAMEMISMATCH);
-}
-END_TEST
-
-START_TEST(expired)
-{
-	client_rejects(CERT("expired"), KEY("expired"), "localhost",
-		       CONNECT_ETLSEXPIRED);
-}
-END_TEST
-
-START_TEST(not_yet_valid)
-{
-	client_rejects(CERT("notyet"), KEY("notyet"), "localhost",
-		       CONNECT_ETLSNOTYETVALID);
 }
 END_TEST
 
@@ -995,14 +933,11 @@ START_TEST(tls_client_to_plain_listener)
 		while (connect_accept(l, &c) == CONNECT_OK)
 			connect_close(c, 0, NULL);
 		c = NULL;
-		ck_assert_int_eq(pthread_create(&p.th, NULL, plain_side_main,
-						&p),
-				 0);
+		t_thread_start(&p.th, plain_side_main, &p);
 		t0 = now_ms();
 		rc = connect_tls_client(&c, addr, "localhost", cc, NULL);
 		el = now_ms() - t0;
-		ck_assert_int_eq(join_timeout(p.th, NULL, scaled_ms(15000)),
-				 0);
+		t_thread_join(p.th, 15000, "plain side");
 		fprintf(stderr,
 			"check_tls: TLS client to a plain peer that %s: %s "
 			"after %lld ms (plain side: %s)\n",
@@ -1059,21 +994,69 @@ END_TEST
 /* ---------------------------------------------------------------------- */
 
 /*
- * A client with config cc dials the listener l, which must refuse it with
- * `want`.  The client sees an error, either from connect_tls_client()
- * or, in TLS 1.3 where the client's handshake ends before the server
- * verified it, from its first recv: an alert or the end of the stream.
+ * A client with certificate cert/key (NULL: none) and priorities prio
+ * (NULL: the default) dials a listener asking for client certificates
+ * (auth), which must refuse it with `want` or `want2`.  The client sees
+ * an error: `client_want` from connect_tls_client() when that is not 0,
+ * else either from connect_tls_client() or, in TLS 1.3 where the client's
+ * handshake ends before the server verified it, from its first recv: an
+ * alert or the end of the stream.
  */
-static void server_rejects2(connect_listener *l, connect_tls_config *cc,
-			    int want, int want2, const char *what)
+static const struct server_reject {
+	const char *what;
+	int auth;
+	const char *prio, *cert, *key;
+	int want, want2, client_want;
+} server_rejects[] = {
+	{ "no client cert, TLS 1.3", CONNECT_TLS_AUTH_REQUIRED, NULL, NULL,
+	  NULL, CONNECT_ETLSNOCERT, CONNECT_ETLSNOCERT, 0 },
+	/* In TLS 1.2 the client's handshake waits for the server's Finished:
+	 * the server's alert fails connect_tls_client() itself. */
+	{ "no client cert, TLS 1.2", CONNECT_TLS_AUTH_REQUIRED, TLS12_ONLY,
+	  NULL, NULL, CONNECT_ETLSNOCERT, CONNECT_ETLSNOCERT,
+	  CONNECT_ETLSALERT },
+	/* A GnuTLS client may keep back a certificate whose issuer is not
+	 * among the CAs the server asks for: then the server sees none.
+	 * (python_client_untrusted_cert always sends it.) */
+	{ "untrusted client cert", CONNECT_TLS_AUTH_REQUIRED, NULL,
+	  CERT("other-server"), KEY("other-server"),
+	  CONNECT_ETLSUNKNOWNISSUER, CONNECT_ETLSNOCERT, 0 },
+	{ "expired client cert", CONNECT_TLS_AUTH_REQUIRED, NULL,
+	  CERT("expired"), KEY("expired"), CONNECT_ETLSEXPIRED,
+	  CONNECT_ETLSEXPIRED, 0 },
+	/* A valid certificate meant for servers only (extended key usage
+	 * "TLS Web Server Authentication") cannot log in as a client. */
+	{ "server-only certificate used by a client",
+	  CONNECT_TLS_AUTH_REQUIRED, NULL, CERT("server"), KEY("server"),
+	  CONNECT_ETLSBADCERT, CONNECT_ETLSBADCERT, 0 },
+	/* OPTIONAL still verifies a certificate that is sent. */
+	{ "not yet valid client cert", CONNECT_TLS_AUTH_OPTIONAL, NULL,
+	  CERT("notyet"), KEY("notyet"), CONNECT_ETLSNOTYETVALID,
+	  CONNECT_ETLSNOTYETVALID, 0 },
+};
+
+/* Row _i of server_rejects. */
+START_TEST(server_rejects_client)
 {
+	const struct server_reject *r = &server_rejects[_i];
+	connect_tls_config *sc = cfg_server_auth(r->auth);
+	connect_listener *l = listen_ok(sc, "127.0.0.1:0");
+	connect_tls_config *cc = cfg_client(r->cert, r->key);
 	connect_conn *c = NULL, *s = NULL;
 	connect_datagram *dg = NULL;
 	char why[256] = "", cwhy[256] = "";
-	int n0, n, last, rc, rrc = CONNECT_OK;
+	int n, last, rc, rrc = CONNECT_OK;
 
-	n0 = connect_listener_tls_failures(l, NULL, NULL, 0);
+	connect_tls_config_free(sc);
+	if (r->prio)
+		ck_assert_code(connect_tls_config_priority(cc, r->prio),
+			       CONNECT_OK);
 	rc = dial("127.0.0.1", connect_listener_port(l), "localhost", cc, &c);
+	if (r->client_want)
+		ck_assert_msg(rc == r->client_want,
+			      "%s: connect_tls_client: got %s, want %s",
+			      r->what, connect_err_name(rc),
+			      connect_err_name(r->client_want));
 	if (rc == CONNECT_OK) {
 		rrc = connect_recv_wait(c, &dg, scaled_ms(5000));
 		connect_datagram_free(dg);
@@ -1082,90 +1065,26 @@ static void server_rejects2(connect_listener *l, connect_tls_config *cc,
 		fprintf(stderr,
 			"check_tls: %s: handshake done on the client, first "
 			"recv: %s (%s)\n",
-			what, connect_err_name(rrc), cwhy);
+			r->what, connect_err_name(rrc), cwhy);
 		ck_assert_msg(rrc != CONNECT_OK && rrc != CONNECT_ETIMEDOUT,
-			      "%s: the client's first recv gave %s", what,
+			      "%s: the client's first recv gave %s", r->what,
 			      connect_err_name(rrc));
 		if (rrc == CONNECT_ETLSALERT)
 			ck_assert_msg(strstr(cwhy, "alert") != NULL,
 				      "%s: alert without a name: \"%s\"",
-				      what, cwhy);
+				      r->what, cwhy);
 	} else {
 		fprintf(stderr, "check_tls: %s: connect_tls_client: %s\n",
-			what, connect_err_name(rc));
+			r->what, connect_err_name(rc));
 		ck_assert_ptr_null(c);
 	}
-	n = wait_failures(l, n0 + 1, scaled_ms(5000), &last, why,
-			  sizeof(why));
-	ck_assert_msg(n == n0 + 1 && (last == want || last == want2),
-		      "%s: server side: %d failures (%d before), last %s, "
-		      "want %s (%s)",
-		      what, n, n0, connect_err_name(last),
-		      connect_err_name(want), why);
+	n = wait_failures(l, 1, scaled_ms(5000), &last, why, sizeof(why));
+	ck_assert_msg(n == 1 && (last == r->want || last == r->want2),
+		      "%s: server side: %d failures, last %s, want %s (%s)",
+		      r->what, n, connect_err_name(last),
+		      connect_err_name(r->want), why);
 	/* The connection is never handed out. */
 	ck_assert_code(connect_accept_wait(l, &s, 300), CONNECT_ETIMEDOUT);
-}
-
-static void server_rejects(connect_listener *l, connect_tls_config *cc,
-			   int want, const char *what)
-{
-	server_rejects2(l, cc, want, want, what);
-}
-
-START_TEST(no_client_cert_required)
-{
-	connect_tls_config *sc = cfg_server_auth(CONNECT_TLS_AUTH_REQUIRED);
-	connect_listener *l = listen_ok(sc, "127.0.0.1:0");
-	connect_tls_config *cc = cfg_client(NULL, NULL);
-	connect_conn *c = NULL;
-
-	connect_tls_config_free(sc);
-	server_rejects(l, cc, CONNECT_ETLSNOCERT, "no client cert, TLS 1.3");
-	/* In TLS 1.2 the client's handshake waits for the server's Finished:
-	 * the server's alert fails connect_tls_client() itself. */
-	ck_assert_code(connect_tls_config_priority(cc, TLS12_ONLY), CONNECT_OK);
-	ck_assert_code(dial("127.0.0.1", connect_listener_port(l),
-			    "localhost", cc, &c),
-		       CONNECT_ETLSALERT);
-	ck_assert_ptr_null(c);
-	connect_tls_config_free(cc);
-	connect_listener_close(l);
-}
-END_TEST
-
-/* Client certificates that do not verify. */
-START_TEST(bad_client_cert)
-{
-	connect_tls_config *sc = cfg_server_auth(CONNECT_TLS_AUTH_REQUIRED);
-	connect_listener *l = listen_ok(sc, "127.0.0.1:0");
-	connect_tls_config *cc;
-
-	/* A GnuTLS client may keep back a certificate whose issuer is not
-	 * among the CAs the server asks for: then the server sees none.
-	 * (python_client_untrusted_cert always sends it.) */
-	cc = cfg_client(CERT("other-server"), KEY("other-server"));
-	server_rejects2(l, cc, CONNECT_ETLSUNKNOWNISSUER, CONNECT_ETLSNOCERT,
-			"untrusted client cert");
-	connect_tls_config_free(cc);
-	cc = cfg_client(CERT("expired"), KEY("expired"));
-	server_rejects(l, cc, CONNECT_ETLSEXPIRED, "expired client cert");
-	connect_tls_config_free(cc);
-	/* A valid certificate meant for servers only (extended key usage
-	 * "TLS Web Server Authentication") cannot log in as a client. */
-	cc = cfg_client(CERT("server"), KEY("server"));
-	server_rejects(l, cc, CONNECT_ETLSBADCERT,
-		       "server-only certificate used by a client");
-	connect_tls_config_free(cc);
-	connect_listener_close(l);
-	/* OPTIONAL still verifies a certificate that is sent. */
-	ck_assert_code(connect_tls_config_client_auth(
-			       sc, CONNECT_TLS_AUTH_OPTIONAL),
-		       CONNECT_OK);
-	l = listen_ok(sc, "127.0.0.1:0");
-	connect_tls_config_free(sc);
-	cc = cfg_client(CERT("notyet"), KEY("notyet"));
-	server_rejects(l, cc, CONNECT_ETLSNOTYETVALID,
-		       "not yet valid client cert");
 	connect_tls_config_free(cc);
 	connect_listener_close(l);
 }
@@ -1626,11 +1545,30 @@ out:
 
 /*
  * The library client reads `frames` frames from a raw GnuTLS server that
- * then ends the stream (with or without close_notify, maybe inside a
- * frame); the end must be reported as `want`.
+ * then sends `partial` bytes of one more frame, and ends the stream with
+ * close_notify (bye) or without; the end must be reported as `want`.
  */
-static void stream_end(uint32_t frames, size_t partial, bool bye, int want)
+static const struct stream_end_case {
+	uint32_t frames;
+	size_t partial;
+	bool bye;
+	int want;
+} stream_ends[] = {
+	/* Truncation: no close_notify. */
+	{ 50, 0, false, CONNECT_ETRUNCATED },
+	{ 50, 0, true, CONNECT_EEOF },
+	/* close_notify inside a frame: its header, its payload. */
+	{ 50, 6, true, CONNECT_ETRUNCATED },
+	{ 50, 20, true, CONNECT_ETRUNCATED },
+};
+
+/* Row _i of stream_ends. */
+START_TEST(stream_end)
 {
+	uint32_t frames = stream_ends[_i].frames;
+	size_t partial = stream_ends[_i].partial;
+	bool bye = stream_ends[_i].bye;
+	int want = stream_ends[_i].want;
 	struct trunc_peer t;
 	connect_tls_config *cc = cfg_client(NULL, NULL);
 	connect_conn *c = NULL;
@@ -1645,7 +1583,7 @@ static void stream_end(uint32_t frames, size_t partial, bool bye, int want)
 	t.frames = frames;
 	t.partial = partial;
 	t.bye = bye;
-	ck_assert_int_eq(pthread_create(&t.th, NULL, trunc_peer_main, &t), 0);
+	t_thread_start(&t.th, trunc_peer_main, &t);
 	rc = dial("127.0.0.1", port, "localhost", cc, &c);
 	if (rc == CONNECT_OK) {
 		for (uint32_t i = 0; i < frames && rc == CONNECT_OK; i++) {
@@ -1662,7 +1600,7 @@ static void stream_end(uint32_t frames, size_t partial, bool bye, int want)
 	} else {
 		snprintf(why, sizeof(why), "dial: %s", connect_err_name(rc));
 	}
-	ck_assert_int_eq(join_timeout(t.th, NULL, scaled_ms(15000)), 0);
+	t_thread_join(t.th, 15000, "raw peer");
 	close(t.g.lfd);
 	connect_tls_config_free(cc);
 	ck_assert_msg(t.g.err[0] == '\0', "raw peer: %s", t.g.err);
@@ -1681,24 +1619,6 @@ static void stream_end(uint32_t frames, size_t partial, bool bye, int want)
 	/* Sticky. */
 	ck_assert_code(connect_recv(c, &dg), want);
 	connect_close(c, 0, NULL);
-}
-
-START_TEST(truncation_without_close_notify)
-{
-	stream_end(50, 0, false, CONNECT_ETRUNCATED);
-}
-END_TEST
-
-START_TEST(close_notify_from_raw_peer)
-{
-	stream_end(50, 0, true, CONNECT_EEOF);
-}
-END_TEST
-
-START_TEST(close_notify_inside_frame)
-{
-	stream_end(50, 6, true, CONNECT_ETRUNCATED);
-	stream_end(50, 20, true, CONNECT_ETRUNCATED);
 }
 END_TEST
 
@@ -2020,9 +1940,11 @@ static void *ku_sender_main(void *arg)
 	return NULL;
 }
 
-static void key_update_under_load(bool peer_is_server)
+/* _i 0: the raw peer is the server, 1: the client. */
+START_TEST(key_update_under_load)
 {
 	enum { N = 20000, UPDATES = 6 };
+	bool peer_is_server = _i == 0;
 	struct ku_peer k;
 	struct ku_sender snd;
 	connect_tls_config *cfg;
@@ -2051,7 +1973,7 @@ static void key_update_under_load(bool peer_is_server)
 		l = listen_ok(cfg, "127.0.0.1:0");
 		k.g.port = connect_listener_port(l);
 	}
-	ck_assert_int_eq(pthread_create(&k.th, NULL, ku_main, &k), 0);
+	t_thread_start(&k.th, ku_main, &k);
 	if (peer_is_server)
 		rc = dial("127.0.0.1", port, "localhost", cfg, &c);
 	else
@@ -2099,11 +2021,10 @@ static void key_update_under_load(bool peer_is_server)
 	}
 join:
 	if (sender)
-		ck_assert_int_eq(join_timeout(snd.th, NULL, scaled_ms(15000)),
-				 0);
+		t_thread_join(snd.th, 15000, "sender");
 	if (c)
 		connect_close(c, scaled_ms(5000), NULL);
-	ck_assert_int_eq(join_timeout(k.th, NULL, scaled_ms(40000)), 0);
+	t_thread_join(k.th, 40000, "raw peer");
 	if (k.g.lfd >= 0)
 		close(k.g.lfd);
 	connect_listener_close(l);
@@ -2121,17 +2042,6 @@ join:
 	ck_assert_int_eq(k.updates_done, UPDATES);
 	ck_assert_code(end_rc, CONNECT_EEOF);
 	ck_assert(k.got_close_notify);
-}
-
-START_TEST(key_update_peer_server)
-{
-	key_update_under_load(true);
-}
-END_TEST
-
-START_TEST(key_update_peer_client)
-{
-	key_update_under_load(false);
 }
 END_TEST
 
@@ -2378,9 +2288,20 @@ static const char *exchange_try(connect_conn *c, uint32_t n, uint16_t tag,
 	return NULL;
 }
 
-/* libconnect client, Python server echoing. */
-static void python_server(bool mutual, bool ipv6)
+/* The variants of python_server and python_client. */
+static const struct py_variant {
+	bool mutual;   /* client certificates */
+	bool other;    /* server: over ::1; client: with a key update */
+} py_variants[] = {
+	{ false, false },
+	{ true, false },
+	{ false, true },
+};
+
+/* libconnect client, Python server echoing; row _i of py_variants. */
+START_TEST(python_server)
 {
+	bool mutual = py_variants[_i].mutual, ipv6 = py_variants[_i].other;
 	const char *py = python_or_note("python server");
 	const char *argv[16];
 	struct child ch;
@@ -2441,10 +2362,13 @@ static void python_server(bool mutual, bool ipv6)
 	ck_assert_uint_eq(unsent, 0);
 	ck_assert_msg(st == 0, "tls_peer.py server exited with %d", st);
 }
+END_TEST
 
-/* Python client, libconnect echo listener. */
-static void python_client(bool mutual, bool keyupdate)
+/* Python client, libconnect echo listener; row _i of py_variants. */
+START_TEST(python_client)
 {
+	bool mutual = py_variants[_i].mutual;
+	bool keyupdate = py_variants[_i].other;
 	const char *py = python_or_note("python client");
 	const char *argv[24];
 	char port[16], count[16];
@@ -2506,6 +2430,7 @@ static void python_client(bool mutual, bool keyupdate)
 	ck_assert_code(rc, CONNECT_EEOF);
 	ck_assert_uint_eq(echoed, n);
 }
+END_TEST
 
 /*
  * OpenSSL sends its certificate whatever CAs the server lists, so the
@@ -2559,42 +2484,6 @@ START_TEST(python_client_untrusted_cert)
 	ck_assert_msg(n == 1 && last == CONNECT_ETLSUNKNOWNISSUER,
 		      "%d failures, last %s (%s)", n, connect_err_name(last),
 		      why);
-}
-END_TEST
-
-START_TEST(python_server_echo)
-{
-	python_server(false, false);
-}
-END_TEST
-
-START_TEST(python_server_mutual)
-{
-	python_server(true, false);
-}
-END_TEST
-
-START_TEST(python_server_ipv6)
-{
-	python_server(false, true);
-}
-END_TEST
-
-START_TEST(python_client_echo)
-{
-	python_client(false, false);
-}
-END_TEST
-
-START_TEST(python_client_mutual)
-{
-	python_client(true, false);
-}
-END_TEST
-
-START_TEST(python_client_keyupdate)
-{
-	python_client(false, true);
 }
 END_TEST
 
@@ -2657,22 +2546,12 @@ END_TEST
 /* Suite                                                                   */
 /* ---------------------------------------------------------------------- */
 
-static TCase *tcase(Suite *s, const char *name, int timeout)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, timeout);
-	tcase_add_checked_fixture(tc, fixture_setup, fixture_teardown);
-	suite_add_tcase(s, tc);
-	return tc;
-}
-
 static Suite *tls_suite(void)
 {
 	Suite *s = suite_create("tls");
 	TCase *tc;
 
-	tc = tcase(s, "config", 20);
+	tc = t_tcase(s, "config", 20);
 	tcase_add_test(tc, config_new_errors);
 	tcase_add_test(tc, config_cert_errors);
 	tcase_add_test(tc, failed_cert_load_leaves_no_trace);
@@ -2684,7 +2563,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, null_args);
 	tcase_add_test(tc, config_mem);
 
-	tc = tcase(s, "handshake", 30);
+	tc = t_tcase(s, "handshake", 30);
 	tcase_add_test(tc, echo_dns_name);
 	tcase_add_test(tc, echo_ip_literal);
 	tcase_add_test(tc, echo_ipv6);
@@ -2692,40 +2571,30 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, mutual_tls);
 	tcase_add_test(tc, optional_client_auth);
 
-	tc = tcase(s, "client_failures", 30);
-	tcase_add_test(tc, unknown_issuer);
-	tcase_add_test(tc, name_mismatch);
-	tcase_add_test(tc, expired);
-	tcase_add_test(tc, not_yet_valid);
+	tc = t_tcase(s, "client_failures", 30);
+	tcase_add_loop_test(tc, client_rejects_cert, 0, N_ROWS(client_rejects));
 	tcase_add_test(tc, tls_client_to_plain_listener);
 	tcase_add_test(tc, silent_server);
 
-	tc = tcase(s, "server_failures", 30);
-	tcase_add_test(tc, no_client_cert_required);
-	tcase_add_test(tc, bad_client_cert);
+	tc = t_tcase(s, "server_failures", 30);
+	tcase_add_loop_test(tc, server_rejects_client, 0,
+			    N_ROWS(server_rejects));
 	tcase_add_test(tc, plain_client_to_tls_listener);
 	tcase_add_test(tc, silent_client_stalls_nobody);
 	tcase_add_test(tc, dribbling_client_times_out);
 	tcase_add_test(tc, listener_close_during_handshake);
 
-	tc = tcase(s, "close", 30);
+	tc = t_tcase(s, "close", 30);
 	tcase_add_test(tc, close_notify_after_data);
-	tcase_add_test(tc, truncation_without_close_notify);
-	tcase_add_test(tc, close_notify_from_raw_peer);
-	tcase_add_test(tc, close_notify_inside_frame);
+	tcase_add_loop_test(tc, stream_end, 0, N_ROWS(stream_ends));
 	tcase_add_test(tc, cut_inside_record);
 
-	tc = tcase(s, "key_update", 60);
-	tcase_add_test(tc, key_update_peer_server);
-	tcase_add_test(tc, key_update_peer_client);
+	tc = t_tcase(s, "key_update", 60);
+	tcase_add_loop_test(tc, key_update_under_load, 0, 2);
 
-	tc = tcase(s, "interop", 60);
-	tcase_add_test(tc, python_server_echo);
-	tcase_add_test(tc, python_server_mutual);
-	tcase_add_test(tc, python_server_ipv6);
-	tcase_add_test(tc, python_client_echo);
-	tcase_add_test(tc, python_client_mutual);
-	tcase_add_test(tc, python_client_keyupdate);
+	tc = t_tcase(s, "interop", 60);
+	tcase_add_loop_test(tc, python_server, 0, N_ROWS(py_variants));
+	tcase_add_loop_test(tc, python_client, 0, N_ROWS(py_variants));
 	tcase_add_test(tc, python_client_untrusted_cert);
 	tcase_add_test(tc, gnutls_cli_client);
 	return s;
@@ -2733,13 +2602,6 @@ static Suite *tls_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(tls_suite());
-	int failed;
-
 	/* A peer that vanished must not kill the test with SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return t_run(tls_suite(), T_RUN_NO_SIGPIPE);
 }

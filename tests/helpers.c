@@ -7,22 +7,132 @@
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <check.h>
 
 #include "helpers.h"
+
+/* ---------------------------------------------------------------------- */
+/* Running a suite                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* Kill and reap every child left (see t_run). */
+static void reap_orphans(void)
+{
+	int64_t deadline = now_ms() + 5000;
+	char path[300], line[512], *p;
+	struct dirent *e;
+	pid_t r;
+	int ppid;
+	DIR *d;
+
+	while ((r = waitpid(-1, NULL, WNOHANG)) != -1) {
+		if (r > 0)
+			continue;
+		if (now_ms() >= deadline)
+			break;
+		/* Those killed already (PR_SET_PDEATHSIG, Check's killpg)
+		 * are on their way out. */
+		if (now_ms() < deadline - 4000) {
+			sleep_ms(10);
+			continue;
+		}
+		d = opendir("/proc");
+		while (d && (e = readdir(d)) != NULL) {
+			FILE *f;
+
+			if (e->d_name[0] < '1' || e->d_name[0] > '9')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+			f = fopen(path, "re");
+			if (!f)
+				continue;
+			if (fgets(line, sizeof(line), f) &&
+			    (p = strrchr(line, ')')) != NULL &&
+			    sscanf(p + 2, "%*c %d", &ppid) == 1 &&
+			    ppid == (int)getpid()) {
+				fprintf(stderr, "%s: killing leftover process "
+						"%s\n",
+					program_invocation_short_name,
+					e->d_name);
+				kill((pid_t)atoi(e->d_name), SIGKILL);
+			}
+			fclose(f);
+		}
+		if (d)
+			closedir(d);
+		sleep_ms(10);
+	}
+}
+
+int t_run(Suite *s, unsigned flags)
+{
+	SRunner *sr;
+	int failed;
+
+	if (!s)
+		return 99;
+	if (flags & T_RUN_NO_SIGPIPE)
+		signal(SIGPIPE, SIG_IGN);
+	/* Processes whose test process died without its teardown come to
+	 * us, to be reaped below. */
+	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	reap_orphans();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* Threads of the test process when the test started (checked fixture). */
+static int g_threads_baseline;
+
+void t_threads_setup(void)
+{
+	g_threads_baseline = thread_baseline();
+	ck_assert_int_gt(g_threads_baseline, 0);
+}
+
+void t_threads_teardown(void)
+{
+	int n = threads_settle(g_threads_baseline, scaled_ms(5000));
+
+	ck_assert_msg(n == g_threads_baseline,
+		      "%d threads left, %d at the start", n,
+		      g_threads_baseline);
+}
+
+TCase *t_tcase(Suite *s, const char *name, int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout_s);
+	tcase_add_checked_fixture(tc, t_threads_setup, t_threads_teardown);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Transports                                                              */
+/* ---------------------------------------------------------------------- */
 
 const struct t_transport t_table[T_COUNT] = {
 	[T_TCP4] = { "tcp4", "tcp", "127.0.0.1", false, true, false, AF_INET },
@@ -346,6 +456,27 @@ int join_timeout(pthread_t th, void **ret, int timeout_ms)
 	return pthread_timedjoin_np(th, ret, &ts);
 }
 
+void t_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+	int rc = pthread_create(th, NULL, fn, arg);
+
+	ck_assert_msg(rc == 0, "pthread_create: %s", strerror(rc));
+}
+
+void t_thread_join(pthread_t th, int timeout_ms, const char *what, ...)
+{
+	int ms = scaled_ms(timeout_ms);
+	char name[200];
+	va_list ap;
+
+	if (join_timeout(th, NULL, ms) == 0)
+		return;
+	va_start(ap, what);
+	vsnprintf(name, sizeof(name), what, ap);
+	va_end(ap);
+	ck_abort_msg("%s: the thread did not end within %d ms", name, ms);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Datagrams with sequence numbers                                         */
 /* ---------------------------------------------------------------------- */
@@ -547,6 +678,25 @@ bool under_asan(void)
 #else
 	return false;
 #endif
+}
+
+bool under_tsan(void)
+{
+	return UNDER_TSAN;
+}
+
+bool have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
 }
 
 int scaled_ms(int ms)

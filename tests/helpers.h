@@ -1,8 +1,10 @@
 /*
- * Shared helpers of the integration tests (check_api, check_conn, check_tls):
- * a transport abstraction so one conformance suite runs over TCP/IPv4,
- * TCP/IPv6 and TLS, an echo-server thread, waits with timeouts, datagrams
- * with sequence numbers, and process probes (RSS, thread count).
+ * Shared helpers of the tests: the suite runner every test program's main()
+ * calls, test cases that must leave no thread behind, threads joined with
+ * a timeout, a transport abstraction so one conformance suite (check_conn)
+ * runs over TCP/IPv4, TCP/IPv6 and TLS, an echo-server thread, waits with
+ * timeouts, datagrams with sequence numbers, and process probes (RSS,
+ * thread count).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
@@ -20,16 +22,56 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <check.h>
+
 #include "connect.h"
 
 #ifndef CERTDIR
 #define CERTDIR "tests/certs"
 #endif
 
+/* ---------------------------------------------------------------------- */
+/* Running a suite                                                         */
+/* ---------------------------------------------------------------------- */
+
+/* What t_run does besides running the suite (flags, or'ed). */
+enum {
+	/* Ignore SIGPIPE: a raw peer may write to a socket the other side
+	 * closed.  Not for the tests that check the library never raises
+	 * it (check_api). */
+	T_RUN_NO_SIGPIPE = 1 << 0,
+};
+
+/*
+ * The body of every test program's main(): run every test of s (freed
+ * here) in Check's fork mode (CK_FORK=no runs them in this process, to
+ * debug; CK_RUN_SUITE / CK_RUN_CASE pick some; CK_VERBOSITY says how much
+ * to print), then kill and reap any process the tests left behind (a test
+ * process that failed a check ends at once, before its teardown, and its
+ * children come to us).  Returns the exit status for main: EXIT_SUCCESS,
+ * EXIT_FAILURE if a test failed, 99 (a hard error) if s is NULL.
+ */
+int t_run(Suite *s, unsigned flags);
+
+/*
+ * A test case `name` added to s, with a timeout of timeout_s seconds
+ * (Check multiplies it by CK_TIMEOUT_MULTIPLIER), whose every test must
+ * end with as many threads in its process as it started with (the checked
+ * fixture t_threads_setup / t_threads_teardown).
+ */
+TCase *t_tcase(Suite *s, const char *name, int timeout_s);
+void t_threads_setup(void);
+void t_threads_teardown(void);
+
+/* ---------------------------------------------------------------------- */
+/* Transports                                                              */
+/* ---------------------------------------------------------------------- */
+
 /*
  * The transports of the conformance suite: one row each.  A transport
- * joins the battery by getting a row here (and an index below); the
- * tests only read the row.
+ * joins the battery by getting a row here (and an index below) and a
+ * test program in Makefile.am (check_conn_NAME, built from check_conn.c
+ * with -DCONN_ROW=T_NAME); the tests only read the row.
  */
 struct t_transport {
 	const char *name;   /* "tcp4": the TCase name */
@@ -46,7 +88,7 @@ enum {
 	T_TCP6 = 1, /* TCP over [::1] */
 	T_TLS = 2,  /* TLS over 127.0.0.1, certificate for "localhost" */
 #ifdef CONNECT_TEST_FAULT
-	/* The test build with the fault layer (check_conn_fault). */
+	/* The test builds with the fault layer (check_conn_fault_*). */
 	T_FAULT,     /* fault+tcp: short transfers, EINTR */
 	T_TLS_FAULT, /* tls+fault+tcp: TLS over the same */
 #endif
@@ -128,6 +170,19 @@ bool wait_for(bool (*pred)(void *arg), void *arg, int timeout_ms);
 int fd_readable(int fd, int timeout_ms);
 /* pthread_timedjoin_np with a relative timeout in ms; 0 when joined. */
 int join_timeout(pthread_t th, void **ret, int timeout_ms);
+/*
+ * Run fn(arg) in a new thread *th (a test's helper thread, which must not
+ * assert: it records its results for the test to check after joining);
+ * fails the test if the thread cannot start.
+ */
+void t_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
+/*
+ * Join th, waiting at most timeout_ms (scaled by CK_TIMEOUT_MULTIPLIER);
+ * fails the test if it has not ended by then, naming the thread with the
+ * printf-style what, ....
+ */
+void t_thread_join(pthread_t th, int timeout_ms, const char *what, ...)
+	__attribute__((format(printf, 3, 4)));
 /* ms times CK_TIMEOUT_MULTIPLIER (sanitizer runs are slower). */
 int scaled_ms(int ms);
 
@@ -193,6 +248,20 @@ int threads_settle(int baseline, int timeout_ms);
 
 /* Running under AddressSanitizer (memory figures are then inflated). */
 bool under_asan(void);
+/* Built with ThreadSanitizer: UNDER_TSAN for #if, under_tsan() for code. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+bool under_tsan(void);
+/* This machine can bind TCP sockets to ::1. */
+bool have_ipv6_loopback(void);
 /*
  * A slow build (valgrind: tests/valgrind.sh sets CONNECT_TEST_LIGHT):
  * the tests that move large volumes move less, with the same checks.
