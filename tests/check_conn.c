@@ -184,7 +184,7 @@ static void recv_expect_err(connect_conn *c, int want)
 
 /*
  * Push datagrams of `len` bytes with the non-blocking connect_send until the
- * pipeline is full: CONNECT_EAGAIN for 500 ms without a break.  Fails the
+ * pipeline is full: CONNECT_EAGAIN for 500 ms (scaled) without a break.  Fails the
  * test if more than `bound` datagrams get through.  Returns how many went.
  */
 static uint32_t fill_until_stall(connect_conn *c, size_t len, uint32_t bound)
@@ -212,7 +212,7 @@ static uint32_t fill_until_stall(connect_conn *c, size_t len, uint32_t bound)
 			      connect_err_name(rc));
 		if (since < 0)
 			since = now_ms();
-		else if (now_ms() - since >= 500)
+		else if (now_ms() - since >= scaled_ms(500))
 			break;
 		ck_assert_msg(now_ms() < deadline, "the sender never stalled");
 		sleep_ms(5);
