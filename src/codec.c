@@ -159,6 +159,30 @@ int cn_decoder_finish(struct cn_decoder *d)
 	return d->err;
 }
 
+uint8_t *cn_decoder_direct(struct cn_decoder *d, size_t *room)
+{
+	if (d->err || !d->dg || d->have >= d->dg->len)
+		return NULL;
+	if (d->have == d->cap && grow(d, d->have + 1) != CONNECT_OK)
+		return NULL;
+	*room = d->cap - d->have;
+	return d->dg->payload + d->have;
+}
+
+void cn_decoder_direct_done(struct cn_decoder *d, size_t n,
+			    struct connect_datagram **dgp)
+{
+	*dgp = NULL;
+	d->have += (uint32_t)n;
+	if (d->have == d->dg->len) {
+		*dgp = d->dg;
+		d->dg = NULL;
+		d->hdr_have = 0;
+		d->cap = 0;
+		d->have = 0;
+	}
+}
+
 size_t cn_decoder_buffered(const struct cn_decoder *d)
 {
 	return d->dg ? sizeof(*d->dg) + d->cap : 0;

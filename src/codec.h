@@ -56,6 +56,18 @@ static inline bool cn_decoder_midframe(const struct cn_decoder *d)
 	return d->dg != NULL || d->hdr_have > 0;
 }
 
+/*
+ * Inside a frame's payload: where its next bytes may be read straight
+ * into the datagram (no copy through a read buffer), *room bytes there
+ * (growing the buffer by the usual bounded step first; never past the
+ * frame).  NULL when not inside a payload, or without memory (feed as
+ * usual then).  cn_decoder_direct_done() then says how many were read;
+ * *dgp is the datagram when that completed it.
+ */
+uint8_t *cn_decoder_direct(struct cn_decoder *d, size_t *room);
+void cn_decoder_direct_done(struct cn_decoder *d, size_t n,
+			    struct connect_datagram **dgp);
+
 /* Bytes of memory held for the partial frame (for tests and stats). */
 size_t cn_decoder_buffered(const struct cn_decoder *d);
 

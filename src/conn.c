@@ -60,6 +60,8 @@
 #define CN_READ_CHUNK (64u * 1024u)
 #define CN_READ_SMALL 1024u
 #define CN_READ_CALM 16
+/* Payload still to come from which reads go straight into the datagram. */
+#define CN_READ_DIRECT_MIN (16u * 1024u)
 /* Direct writes (send_direct) no closer together than this. */
 #define CN_DIRECT_GAP_NS 20000
 
@@ -732,7 +734,7 @@ static void *reader_main(void *arg)
 	struct connect_conn *c = arg;
 	struct cn_decoder dec;
 	char reason[CN_REASON_LEN] = "";
-	uint8_t *big = NULL, *buf;
+	uint8_t *big = NULL, *buf, *direct;
 	int64_t frame_start = 0;
 	int final = CONNECT_OK, calm = 0;
 	size_t cap;
@@ -746,6 +748,15 @@ static void *reader_main(void *arg)
 
 		buf = big ? big : c->rsmall;
 		cap = big ? CN_READ_CHUNK : CN_READ_SMALL;
+		/* Deep inside a large payload: read straight into the
+		 * datagram, as much as its buffer holds. */
+		direct = NULL;
+		if (dec.dg && dec.dg->len - dec.have >= CN_READ_DIRECT_MIN)
+			direct = cn_decoder_direct(&dec, &cap);
+		if (direct)
+			buf = direct;
+		else
+			cap = big ? CN_READ_CHUNK : CN_READ_SMALL;
 		if (!c->sink.ops->wait_room(&c->sink)) {
 			final = CONNECT_ECLOSED;
 			break;
@@ -769,7 +780,18 @@ static void *reader_main(void *arg)
 						    sizeof(reason));
 			break;
 		}
-		for (size_t off = 0; off < (size_t)n;) {
+		if (direct) {
+			struct connect_datagram *dg;
+
+			cn_decoder_direct_done(&dec, (size_t)n, &dg);
+			if (dg) {
+				msgs++;
+				bytes += dg->len;
+				if (c->sink.ops->push(&c->sink, dg))
+					edge = true;
+			}
+		}
+		for (size_t off = 0; !direct && off < (size_t)n;) {
 			struct connect_datagram *dg;
 			size_t used;
 			int rc = cn_decoder_feed(&dec, buf + off,
@@ -797,7 +819,9 @@ static void *reader_main(void *arg)
 			c->sink.ops->wake(&c->sink);
 		/* Busy: a big buffer (without memory, stay small); calm for
 		 * a while: give it back. */
-		if (!big && (size_t)n == cap) {
+		if (direct) {
+			/* says nothing of the read buffer */
+		} else if (!big && (size_t)n == cap) {
 			big = cn_malloc(CN_READ_CHUNK);
 			calm = 0;
 		} else if (big && (size_t)n <= CN_READ_SMALL) {
