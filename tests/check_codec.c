@@ -812,6 +812,58 @@ START_TEST(test_large_frame)
 }
 END_TEST
 
+/*
+ * A 5 MiB frame whose payload past the first bytes is read straight into
+ * the datagram (cn_decoder_direct), in pieces of at most what it offers
+ * and at most 100,000 bytes: the same datagram as fed through a buffer;
+ * the room offered never passes the frame, and the buffer grows by the
+ * bounded step (never to the announced size at once).
+ */
+START_TEST(test_direct_reads)
+{
+	const size_t len = 5u << 20;
+	struct cn_decoder d;
+	struct connect_datagram *dg = NULL;
+	size_t total, used, off = 0, room;
+	uint8_t *s = make_big_stream(len, &total), *p;
+
+	cn_decoder_init(&d, CONNECT_MAX_PAYLOAD);
+	ck_assert_ptr_null(cn_decoder_direct(&d, &room)); /* no frame yet */
+	ck_assert_int_eq(cn_decoder_feed(&d, s, 100, &used, &dg), CONNECT_OK);
+	ck_assert_ptr_null(dg);
+	off = used;
+	while (!dg) {
+		size_t n;
+
+		p = cn_decoder_direct(&d, &room);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_ge(room, 1);
+		ck_assert_uint_le(room, CN_HDR_LEN + len - off);
+		ck_assert_uint_le(cn_decoder_buffered(&d),
+				  sizeof(struct connect_datagram) + (off - 8) * 2 +
+					  CN_DECODER_STEP_MIN + 1);
+		n = room < 100000 ? room : 100000;
+		memcpy(p, s + off, n);
+		off += n;
+		cn_decoder_direct_done(&d, n, &dg);
+	}
+	ck_assert_uint_eq(off, CN_HDR_LEN + len);
+	ck_assert_uint_eq(connect_datagram_size(dg), len);
+	ck_assert(memcmp(connect_datagram_data(dg), s + 8, len) == 0);
+	connect_datagram_free(dg);
+	ck_assert_ptr_null(cn_decoder_direct(&d, &room));
+	/* The next frame goes through feed as usual. */
+	ck_assert_int_eq(cn_decoder_feed(&d, s + off, total - off, &used, &dg),
+			 CONNECT_OK);
+	ck_assert_ptr_nonnull(dg);
+	ck_assert_uint_eq(connect_datagram_size(dg), 1);
+	connect_datagram_free(dg);
+	ck_assert_int_eq(cn_decoder_finish(&d), CONNECT_EEOF);
+	cn_decoder_fini(&d);
+	free(s);
+}
+END_TEST
+
 START_TEST(test_lower_limit)
 {
 	uint8_t buf[CN_HDR_LEN + 11];
@@ -1064,6 +1116,7 @@ static Suite *codec_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_memory_follows_bytes);
 	tcase_add_test(tc, test_large_frame);
+	tcase_add_test(tc, test_direct_reads);
 	tcase_add_test(tc, test_many_frames);
 	tcase_add_test(tc, test_fini_partial);
 	suite_add_tcase(s, tc);
