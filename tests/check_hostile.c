@@ -1473,7 +1473,9 @@ START_TEST(never_read)
 			srv_assert(now_ms() < deadline,
 				   "non-reader %d: still writing", i);
 		}
-		srv_assert(r[i].end == 0,
+		/* mt-echo-server may cut it already (after its 2 s wait for
+		 * room, in slow builds while it still writes). */
+		srv_assert(r[i].end == 0 || (g_srv.mt && r[i].end < 0),
 			   "non-reader %d: %s after %zu bytes", i,
 			   r[i].end < 0 ? "cut by the server" :
 					  "never blocked",
