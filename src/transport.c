@@ -54,6 +54,9 @@ void cn_layer_abort(struct cn_transport *t, struct cn_transport *lower)
 static const struct cn_transport_class *classes[CN_MAX_CLASSES] = {
 	&cn_tcp_class,
 	&cn_tls_class,
+#ifdef HAVE_USRSCTP
+	&cn_sctp_class,
+#endif
 };
 
 int cn_transport_register(const struct cn_transport_class *cls)

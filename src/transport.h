@@ -12,7 +12,8 @@
  *     connection         reader and writer threads (conn.c)
  *          |
  *     transports         a class per scheme: tcp (transport_tcp.c over the
- *          |             socket helpers of sock.c); layers stacked over a
+ *          |             socket helpers of sock.c), sctp (transport_sctp.c,
+ *          |             on usrsctp: no descriptors); layers stacked over a
  *          |             lower transport: tls (transport_tls.c), fault
  *          |             (transport_fault.c, tests only)
  *     leaves             codec, queue, datagram, addresses, errors, log
@@ -24,7 +25,7 @@
  * any stream, with or without a file descriptor.
  *
  * Adding a transport: one file defining a struct cn_transport_class, and
- * one row in the class table of endpoint.c.
+ * one row in the class table of transport.c.
  *
  * Locking theory of a connected transport: `recv` is called by one thread
  * at a time (the reader; the handshake before it), `sendv` and `shutdown`
@@ -234,6 +235,9 @@ struct cn_transport_class {
 
 extern const struct cn_transport_class cn_tcp_class;
 extern const struct cn_transport_class cn_tls_class;
+#ifdef HAVE_USRSCTP
+extern const struct cn_transport_class cn_sctp_class;
+#endif
 
 /* Longest layer stack ("tls+fault+tcp"). */
 #define CN_MAX_LAYERS 4
