@@ -35,15 +35,18 @@
  *
  * Closing.  usrsctp_close() while another thread is inside a call on the
  * socket deadlocks; the connection joins its reader and writer before
- * destroy(), where the socket is closed, so no thread can be there.
- * shutdown(2) of SCTP ends the whole association (no half-close): our
- * shutdown asks for it (SHUTDOWN after all our data is acknowledged) and
- * returns once our data is acknowledged and the SHUTDOWN is out.  The peer
- * sees the end as a SHUTDOWN notification after the last data (or as end
- * of stream), never before data.  A socket closed with unread input would
- * abort the association, so destroy() reads it away first; a socket whose
- * association is still finishing its shutdown is handed to the stack
- * (orphans), closed when it is done, or aborted when the stack stops.
+ * destroy(), so no thread of ours can be there.  shutdown(2) of SCTP ends
+ * the whole association (no half-close): our shutdown asks for it
+ * (SHUTDOWN after all our data is acknowledged) and returns once our data
+ * is acknowledged and the SHUTDOWN is out.  The peer sees the end as a
+ * SHUTDOWN notification after the last data (or as end of stream), never
+ * before data.  A cut (abort, or destroy without a clean end) sends an
+ * ABORT.  The socket itself is handed to the stack and closed only once
+ * its association is gone: usrsctp 0.9.5 has races around closing a
+ * socket whose association still receives packets, and leaks references
+ * on sockets whose association is freed under a call (see so_refs()).
+ * A socket closed with unread input would abort the association, so a
+ * cleanly ended one is read empty first.
  *
  * Dead peers.  Heartbeats every CONNECT_OPT_SCTP_HEARTBEAT_MS, and
  * CONNECT_OPT_SCTP_MAX_RETRANS of them (or retransmissions) unanswered
@@ -86,6 +89,9 @@
  * shutdown may take before they are aborted, and how long usrsctp_finish
  * is retried. */
 #define SCTP_ORPHAN_WAIT_MS 2000
+/* A socket whose association is gone, and whose reference count stays
+ * above ours this long, holds usrsctp's leaks (see so_refs()). */
+#define SCTP_ZOMBIE_MS 1000
 #define SCTP_FINISH_WAIT_MS 3000
 
 /*
@@ -162,10 +168,13 @@ static bool waker_sleep(struct sctp_waker *w, unsigned seq0,
 
 /* ---- the stack ----------------------------------------------------------- */
 
-/* A closed connection's socket whose association finishes its shutdown. */
-struct orphan {
+/* A closed connection's socket, kept by the stack: its association
+ * finishes its shutdown, or usrsctp leaked references on it (zombies). */
+struct kept {
 	struct socket *so;
-	struct orphan *next;
+	int refs;          /* zombie: references seen, and since when */
+	int64_t since;
+	struct kept *next;
 };
 
 static struct {
@@ -174,7 +183,7 @@ static struct {
 	bool running;      /* usrsctp_init done, usrsctp_finish not yet */
 	uint16_t port;     /* the UDP port, while running */
 	struct sctp_waker *free_wakers, *all_wakers;
-	struct orphan *orphans;
+	struct kept *kept;
 } stack = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Under stack.lock. */
@@ -324,7 +333,63 @@ static void sctp_drain(struct socket *so)
 	}
 }
 
-/* Close with an ABORT to the peer (if an association is left). */
+/*
+ * Sockets whose association is gone, and the references usrsctp leaks on
+ * them.
+ *
+ * usrsctp up to 0.9.5 (Debian 12's) takes a reference on a socket each
+ * time the association-kill timer fires while the socket is open, and
+ * never gives it back (fixed upstream after 0.9.5: sctplab/usrsctp commit
+ * 37a9dc3, issue #571).  That timer runs when an association is freed
+ * while something is inside the stack for it: our reader or writer
+ * meeting the peer's ABORT, or the stack's own timer giving up on a dead
+ * peer.  Such a socket is never freed, and usrsctp_finish() then fails
+ * for good.
+ *
+ * The reference count is the first member of usrsctp's struct socket
+ * (user_socketvar.h, in every release).  Once the association is gone
+ * (freed: a one-to-one socket shows it until then) no packet or timer
+ * takes a new reference, so a count of 1 is ours alone and the socket is
+ * closed (and freed) at once.  A higher count is a leak, or a reference
+ * the stack's thread is about to give back: the socket is kept (a
+ * zombie), closed by a later sweep that finds the count back to 1, or
+ * once per reference when the count has stayed the same for
+ * SCTP_ZOMBIE_MS or the stack stops with no association left.  A fixed
+ * usrsctp never makes zombies.
+ */
+static int so_refs(struct socket *so)
+{
+	return *(volatile int *)(void *)so;
+}
+
+/*
+ * End the association with an ABORT (nothing when it is gone).  usrsctp
+ * refuses even an ABORT on a non-blocking socket whose send queue is
+ * full ("would block"), so the socket blocks for this call: an ABORT
+ * never waits, and a reader or writer that meets the blocking socket
+ * meanwhile is woken by the ABORT itself.
+ */
+static void sctp_abort_assoc(struct socket *so)
+{
+	struct sctp_sndinfo si;
+
+	memset(&si, 0, sizeof(si));
+	si.snd_flags = SCTP_ABORT;
+	usrsctp_set_non_blocking(so, 0);
+	/* No cause text; usrsctp wants a buffer all the same. */
+	usrsctp_sendv(so, &si, 0, NULL, 0, &si, sizeof(si),
+		      SCTP_SENDV_SNDINFO, 0);
+	usrsctp_set_non_blocking(so, 1);
+}
+
+/*
+ * Close with an ABORT to the peer (if an association is left).  Only when
+ * the stack stops, for an association that would not end: usrsctp 0.9.5
+ * may free a socket under a packet of its association being processed if
+ * it is closed while the association lives (the packet takes a reference
+ * after the close dropped the last one), so sockets are otherwise closed
+ * only once their association is gone.
+ */
 static void sctp_close_abort(struct socket *so)
 {
 	struct linger lg = { 1, 0 };
@@ -334,24 +399,41 @@ static void sctp_close_abort(struct socket *so)
 }
 
 /*
- * Under stack.lock: close the orphans whose shutdown is over.  They are
- * not read here: reading an orphan while the peer's ABORT ends its
- * association left usrsctp 0.9.5 with an endpoint it never frees (one run
- * in five of close_linger_unread_input), and usrsctp_finish then fails
- * for good.
+ * Under stack.lock: close the kept sockets whose association is gone and
+ * that nothing else holds.  They are not read here: reading a socket
+ * while the peer's ABORT ends its association makes usrsctp 0.9.5 leak a
+ * reference (see above).  A socket is unread input an ABORT could follow
+ * only if it stays alive; the peer's stack answers for that.
  */
-static void orphans_sweep(void)
+static void kept_sweep(void)
 {
-	struct orphan **pp = &stack.orphans, *o;
+	struct kept **pp = &stack.kept, *k;
 
-	while ((o = *pp) != NULL) {
-		if (assoc_gone(o->so)) {
-			usrsctp_close(o->so);
-			*pp = o->next;
-			cn_free(o);
+	while ((k = *pp) != NULL) {
+		int n = assoc_gone(k->so) ? so_refs(k->so) : 0;
+
+		if (n == 1) {
+			usrsctp_close(k->so);
+		} else if (n > 1 && n == k->refs &&
+			   cn_now_ms() - k->since >= SCTP_ZOMBIE_MS &&
+			   n <= 4096) {
+			/* Unchanged for long after the association went:
+			 * leaks, not a reference about to be given back. */
+			cn_log(CONNECT_LOG_DEBUG, "CONNECT-SCTP",
+			       "usrsctp leaked %d references to a socket; "
+			       "given back", n - 1);
+			while (n-- > 0)
+				usrsctp_close(k->so);
 		} else {
-			pp = &o->next;
+			if (n != k->refs) {
+				k->refs = n;
+				k->since = cn_now_ms();
+			}
+			pp = &k->next;
+			continue;
 		}
+		*pp = k->next;
+		cn_free(k);
 	}
 }
 
@@ -359,18 +441,65 @@ static void orphans_sweep(void)
 static void stack_stop(void)
 {
 	int64_t deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
-	struct orphan *o;
+	struct kept **pp, *k;
 	struct sctp_waker *w;
+	bool zombies = false;
 
-	orphans_sweep();
-	while (stack.orphans != NULL && cn_now_ms() < deadline) {
+	/* Shutdowns under way get their time, then an ABORT. */
+	kept_sweep();
+	while (cn_now_ms() < deadline) {
+		for (k = stack.kept; k != NULL && assoc_gone(k->so);
+		     k = k->next)
+			;
+		if (k == NULL) /* no association left */
+			break;
 		sleep_ms(2);
-		orphans_sweep();
+		kept_sweep();
 	}
-	while ((o = stack.orphans) != NULL) {
-		stack.orphans = o->next;
-		sctp_close_abort(o->so);
-		cn_free(o);
+	/* Then an ABORT, and a moment for it. */
+	for (k = stack.kept; k != NULL; k = k->next)
+		if (!assoc_gone(k->so))
+			sctp_abort_assoc(k->so);
+	deadline = cn_now_ms() + 200;
+	do {
+		kept_sweep();
+		for (k = stack.kept; k != NULL && assoc_gone(k->so);
+		     k = k->next)
+			;
+		if (k == NULL)
+			break;
+		sleep_ms(2);
+	} while (cn_now_ms() < deadline);
+	for (pp = &stack.kept; (k = *pp) != NULL;) {
+		if (!assoc_gone(k->so)) {
+			sctp_close_abort(k->so);
+			*pp = k->next;
+			cn_free(k);
+		} else {
+			zombies = true;
+			pp = &k->next;
+		}
+	}
+	/* No association is left, so no packet or timer of the stack holds
+	 * a socket any more (a moment for one that is just letting go):
+	 * what the zombies count beyond our reference are usrsctp's
+	 * leaks. */
+	if (zombies) {
+		sleep_ms(10);
+		kept_sweep();
+	}
+	while ((k = stack.kept) != NULL) {
+		int n = so_refs(k->so);
+
+		cn_log(CONNECT_LOG_DEBUG, "CONNECT-SCTP",
+		       "usrsctp leaked %d references to a socket; given back",
+		       n - 1);
+		if (n < 1 || n > 4096)
+			n = 1;
+		while (n-- > 0)
+			usrsctp_close(k->so);
+		stack.kept = k->next;
+		cn_free(k);
 	}
 	/* usrsctp_finish fails while associations are being freed; it
 	 * joins the stack's threads when it succeeds. */
@@ -449,7 +578,7 @@ static int stack_acquire(uint16_t want, uint16_t *port,
 	if (rc == CONNECT_OK) {
 		stack.users++;
 		*port = stack.port;
-		orphans_sweep();
+		kept_sweep();
 	} else if (stack.running && stack.users == 0) {
 		stack_stop();
 	}
@@ -457,28 +586,53 @@ static int stack_acquire(uint16_t want, uint16_t *port,
 	return rc;
 }
 
-/* Give back a reference (and the waker, or NULL); hand over so (or NULL)
- * to finish its shutdown. */
-static void stack_release(struct sctp_waker *w, struct socket *orphan)
+/* Give back a reference (and the waker, or NULL); hand over a socket (or
+ * NULL) to be closed once its association is gone. */
+static void stack_release(struct sctp_waker *w, struct socket *so)
 {
-	struct orphan *o = NULL;
+	struct kept *k = NULL;
 
-	if (orphan != NULL) {
-		o = cn_malloc(sizeof(*o));
-		if (o == NULL)
-			sctp_close_abort(orphan);
+	if (so != NULL) {
+		k = cn_malloc(sizeof(*k));
+		if (k == NULL) {
+			sctp_abort_assoc(so);
+			sctp_close_abort(so);
+		}
 	}
 	pthread_mutex_lock(&stack.lock);
-	if (o != NULL) {
-		o->so = orphan;
-		o->next = stack.orphans;
-		stack.orphans = o;
+	if (k != NULL) {
+		k->so = so;
+		k->refs = 0;
+		k->since = cn_now_ms();
+		k->next = stack.kept;
+		stack.kept = k;
 	}
 	if (w != NULL)
 		waker_put(w);
-	orphans_sweep();
+	kept_sweep();
 	if (--stack.users == 0)
 		stack_stop();
+	pthread_mutex_unlock(&stack.lock);
+}
+
+/* An accepted socket the listener cannot use (the stack runs): ABORT its
+ * association and let the stack close it. */
+static void stack_keep(struct socket *so)
+{
+	struct kept *k = cn_malloc(sizeof(*k));
+
+	sctp_abort_assoc(so);
+	pthread_mutex_lock(&stack.lock);
+	if (k != NULL) {
+		k->so = so;
+		k->refs = 0;
+		k->since = cn_now_ms();
+		k->next = stack.kept;
+		stack.kept = k;
+		kept_sweep();
+	} else {
+		sctp_close_abort(so);
+	}
 	pthread_mutex_unlock(&stack.lock);
 }
 
@@ -650,6 +804,10 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 	atomic_compare_exchange_strong(&st->failed, &zero, e);
 	switch (e) {
 	case ETIMEDOUT:
+	case ECONNABORTED:
+		/* Our stack ended the association: what it does when
+		 * heartbeats or retransmissions go unanswered too often (the
+		 * peer's own ABORT is ECONNRESET, ours is abort()). */
 		code = CONNECT_EDEADPEER;
 		cn_transport_set_error(t, code,
 				       "%s %s: the peer stopped answering "
@@ -658,9 +816,14 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 		break;
 	case ECONNRESET:
 		code = CONNECT_ECONNRESET;
+		/* A send after either side's SHUTDOWN fails the same way
+		 * as after the peer's ABORT. */
 		cn_transport_set_error(t, code,
-				       "%s %s: the peer aborted the SCTP "
-				       "association", what, t->peer);
+				       atomic_load(&st->peer_shut) ?
+					       "%s %s: the peer shut the SCTP "
+					       "association down" :
+					       "%s %s: the SCTP association "
+					       "was aborted", what, t->peer);
 		break;
 	case EPIPE:
 		code = CONNECT_ECONNRESET;
@@ -877,7 +1040,6 @@ static void sctp_abort(struct cn_transport *t)
 		return;
 	if (!atomic_load(&st->clean)) {
 		int64_t outq = sctp_outq(st);
-		struct sctp_sndinfo si;
 
 		/* Gone: unacknowledged bytes were lost unless it ended
 		 * without an error. */
@@ -885,10 +1047,7 @@ static void sctp_abort(struct cn_transport *t)
 			outq = sctp_so_error(st) != 0;
 		atomic_store(&st->abort_unacked, outq != 0);
 		/* An ABORT: the peer cannot take the cut for a clean end. */
-		memset(&si, 0, sizeof(si));
-		si.snd_flags = SCTP_ABORT;
-		usrsctp_sendv(st->so, NULL, 0, NULL, 0, &si, sizeof(si),
-			      SCTP_SENDV_SNDINFO, 0);
+		sctp_abort_assoc(st->so);
 		atomic_store(&st->cut, 1);
 	}
 	waker_kick(st->w);
@@ -901,24 +1060,30 @@ static bool sctp_unacked(struct cn_transport *t)
 
 static void sctp_free(struct sctp_transport *st)
 {
-	struct socket *orphan = NULL;
+	struct socket *keep = NULL;
 
 	if (st->so != NULL) {
-		if (atomic_load(&st->clean) && !atomic_load(&st->cut)) {
-			/* Ended cleanly: unread input must not turn the
-			 * close into an ABORT; a shutdown still under way
-			 * finishes in the stack's hands. */
-			sctp_drain(st->so);
-			if (assoc_gone(st->so))
-				usrsctp_close(st->so);
-			else
-				orphan = st->so;
-		} else {
+		/* Ended cleanly: unread input must not turn the close into
+		 * an ABORT, and a shutdown still under way finishes in the
+		 * stack's hands.  Otherwise the association ends now, with
+		 * an ABORT.  The socket is closed once the association is
+		 * gone and nothing but us holds it (see so_refs()). */
+		int state = sctp_state(st);
+
+		if (state == SCTP_COOKIE_WAIT || state == SCTP_COOKIE_ECHOED) {
+			/* A dial given up: no ABORT before the association
+			 * is up; closing stops the INITs. */
 			sctp_close_abort(st->so);
+		} else {
+			if (atomic_load(&st->clean) && !atomic_load(&st->cut))
+				sctp_drain(st->so);
+			else
+				sctp_abort_assoc(st->so);
+			keep = st->so;
 		}
 	}
 	if (st->w != NULL)
-		stack_release(st->w, orphan);
+		stack_release(st->w, keep);
 	cn_free(st->sbuf);
 	cn_free(st);
 }
@@ -955,7 +1120,7 @@ static int sctp_new(int af, struct socket *so, const struct connect_opts *o,
 		if (st)
 			cn_free(st);
 		if (so)
-			sctp_close_abort(so);
+			stack_keep(so);
 		snprintf(reason, len, "out of memory");
 		return CONNECT_ENOMEM;
 	}
@@ -965,7 +1130,7 @@ static int sctp_new(int af, struct socket *so, const struct connect_opts *o,
 	if (rc) {
 		st->w = NULL;
 		if (so)
-			sctp_close_abort(so);
+			stack_keep(so);
 		sctp_free(st);
 		return rc;
 	}
