@@ -16,6 +16,15 @@ dist_man1_MANS = \
 	doc/man/tcp-echo-server.1 \
 	doc/man/tls-client.1 \
 	doc/man/tls-echo-server.1
+# The SCTP examples' pages, when they are built.
+if HAVE_USRSCTP
+dist_man1_MANS += \
+	doc/man/sctp-client.1 \
+	doc/man/sctp-echo-server.1
+endif
+EXTRA_DIST += \
+	doc/man/sctp-client.1 \
+	doc/man/sctp-echo-server.1
 
 # Section 3: pages.
 dist_man3_MANS = \

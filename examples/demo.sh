@@ -7,7 +7,8 @@
 # tcp-client-blaster against it, does the same over [::1] when IPv6
 # loopback works, then runs tls-echo-server / tls-client (server
 # verification, a wrong name refused, mutual TLS, a client without a
-# certificate refused).  Only loopback addresses are used.  Every wait is
+# certificate refused), and sctp-echo-server / sctp-client when the
+# library has SCTP.  Only loopback addresses are used.  Every wait is
 # bounded, every server is stopped on exit, and each step prints one
 # PASS/FAIL/SKIP line.  Exits 0 when no step failed.
 #
@@ -300,6 +301,37 @@ elif start_server tls "$ex/tls-echo-server" 127.0.0.1:0 \
 		    "$ex/tls-client" "127.0.0.1:$port" localhost "$certs/ca.pem"
 		stop_server mtls
 	fi
+fi
+
+# --- SCTP (when the library was built with usrsctp): SCTP over UDP on
+# the userspace stack.  The server's stack takes a UDP port that nothing
+# holds (not the default 9899, which another program may have); the
+# client takes any free one and is told the server's.
+udp_port_free() { # udp_port_free PORT: no UDP socket on it (IPv4, IPv6)
+	hex=$(printf '%04X' "$1")
+	! cat /proc/net/udp /proc/net/udp6 2>/dev/null |
+		awk '{ print $2 }' | grep -qi ":$hex\$"
+}
+if [ -x "$ex/sctp-echo-server" ] && [ -x "$ex/sctp-client" ]; then
+	udp=$((20000 + $$ % 20000))
+	n=0
+	while ! udp_port_free "$udp" && [ $n -lt 200 ]; do
+		udp=$((udp + 1))
+		n=$((n + 1))
+	done
+	if start_server sctp "$ex/sctp-echo-server" 127.0.0.1:0 \
+	    --udp-port "$udp" --exit-after 2; then
+		step "sctp-client over 127.0.0.1 (SCTP over UDP port $udp)" \
+		    "$ex/sctp-client" "127.0.0.1:$port" --peer-udp-port "$udp"
+		step_refused "sctp-client to an SCTP port nobody listens on" \
+		    'ECONNREFUSED' \
+		    "$ex/sctp-client" "127.0.0.1:1" --peer-udp-port "$udp"
+		step "sctp-client again: the server is still there" \
+		    "$ex/sctp-client" "127.0.0.1:$port" --peer-udp-port "$udp"
+		stop_server sctp wait
+	fi
+else
+	record SKIP "SCTP (libconnect built without usrsctp)"
 fi
 
 # ------------------------------------------------------------------------
