@@ -414,6 +414,7 @@ static int listen_stack(connect_listener **lp, const struct cn_stack *st,
 		.tls = l->tls,
 		.deadline = -1,
 		.server = true,
+		.layer_flags = cn_stack_layer_flags(st),
 	};
 	rc = cn_stack_check(st, &l->ep, true, reason, sizeof(reason));
 	if (rc) {

@@ -683,12 +683,25 @@ static void sctp_addr_text(struct socket *so, bool peer, char *buf,
 	}
 }
 
+/*
+ * DTLS over SCTP (RFC 6083): DATA chunks are authenticated (SCTP-AUTH,
+ * RFC 4895), asked for in the INIT, so before connect or listen; the DTLS
+ * layer keys it once its handshake is done (auth_key).
+ */
+static void sctp_auth_data(struct socket *so)
+{
+	struct sctp_authchunk ac = { .sauth_chunk = 0 /* DATA */ };
+
+	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_AUTH_CHUNK, &ac, sizeof(ac));
+}
+
 /* Socket options of every socket (best effort, as for TCP). */
 static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
 {
 	uint32_t hb = (uint32_t)o->v[CONNECT_OPT_SCTP_HEARTBEAT_MS];
 	uint16_t rtx = (uint16_t)o->v[CONNECT_OPT_SCTP_MAX_RETRANS];
-	static const uint16_t events[] = { SCTP_SHUTDOWN_EVENT };
+	static const uint16_t events[] = { SCTP_SHUTDOWN_EVENT,
+					   SCTP_AUTHENTICATION_EVENT };
 	struct sctp_paddrparams pp;
 	struct sctp_rtoinfo rto;
 	struct sctp_assocparams ap;
@@ -745,6 +758,10 @@ struct sctp_transport {
 	_Atomic int clean;       /* our shutdown completed */
 	_Atomic int cut;         /* abort sent an ABORT */
 	_Atomic int abort_unacked; /* bytes unacknowledged when cut */
+	bool server;             /* accepted (SCTP-AUTH: who switches) */
+	_Atomic int auth;        /* SCTP-AUTH key 1: 0 none, 1 installed,
+				  * 2 sent with, 3 the peer's too (key 0
+				  * dropped) */
 	uint8_t *sbuf;           /* writer: small pieces made one message */
 	uint8_t nbuf[256];       /* reader: a notification read in pieces */
 	size_t nlen;
@@ -825,6 +842,14 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 					       "%s %s: the SCTP association "
 					       "was aborted", what, t->peer);
 		break;
+	case ENOENT:
+	case ENOTCONN:
+		/* No association any more: it ended under us. */
+		code = CONNECT_ECONNRESET;
+		cn_transport_set_error(t, code,
+				       "%s %s: the SCTP association is gone",
+				       what, t->peer);
+		break;
 	case EPIPE:
 		code = CONNECT_ECONNRESET;
 		cn_transport_set_error(t, code,
@@ -842,6 +867,32 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 	return code;
 }
 
+/* Send with SCTP-AUTH key `n` from now on (best effort). */
+static void sctp_auth_activate(struct sctp_transport *st, uint16_t n)
+{
+	struct sctp_authkeyid id = { .scact_keynumber = n };
+
+	usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_ACTIVE_KEY, &id,
+			   sizeof(id));
+}
+
+/*
+ * The peer authenticated DATA with key 1 for the first time: it has the
+ * key, so we send with it too, and the association's null key (0) is
+ * dropped (RFC 6083: once both sides switched).  Runs on the reader.
+ */
+static void sctp_auth_peer_switched(struct sctp_transport *st)
+{
+	struct sctp_authkeyid id = { .scact_keynumber = 0 };
+
+	if (atomic_load(&st->auth) == 0 || atomic_load(&st->auth) == 3)
+		return;
+	sctp_auth_activate(st, 1);
+	usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_DEACTIVATE_KEY, &id,
+			   sizeof(id));
+	atomic_store(&st->auth, 3);
+}
+
 /* A notification read (possibly in pieces) from the socket. */
 static void sctp_notification(struct sctp_transport *st, const void *buf,
 			      size_t n, int flags)
@@ -857,6 +908,11 @@ static void sctp_notification(struct sctp_transport *st, const void *buf,
 	if (st->nlen >= sizeof(sn->sn_header) &&
 	    sn->sn_header.sn_type == SCTP_SHUTDOWN_EVENT)
 		atomic_store(&st->peer_shut, 1);
+	if (st->nlen >= sizeof(sn->sn_auth_event) &&
+	    sn->sn_header.sn_type == SCTP_AUTHENTICATION_EVENT &&
+	    sn->sn_auth_event.auth_indication == SCTP_AUTH_NEW_KEY &&
+	    sn->sn_auth_event.auth_keynumber == 1)
+		sctp_auth_peer_switched(st);
 	st->nlen = 0;
 }
 
@@ -1093,6 +1149,81 @@ static void sctp_destroy(struct cn_transport *t)
 	sctp_free(sctp_of(t));
 }
 
+/*
+ * Whether the peer authenticates our DATA chunks: the chunk types it
+ * asked to be authenticated.  usrsctp answers with a chunk count that
+ * <usrsctp.h> leaves out of struct sctp_authchunks: association id, u32
+ * count, the types.
+ */
+static bool sctp_peer_auths_data(struct sctp_transport *st)
+{
+	uint8_t buf[8 + 256];
+	socklen_t len = sizeof(buf);
+	uint32_t n;
+
+	memset(buf, 0, sizeof(buf));
+	if (usrsctp_getsockopt(st->so, IPPROTO_SCTP, SCTP_PEER_AUTH_CHUNKS, buf,
+			       &len) != 0 ||
+	    len < 8)
+		return false;
+	memcpy(&n, buf + 4, sizeof(n));
+	if (n > len - 8)
+		return false;
+	return memchr(buf + 8, 0 /* DATA */, n) != NULL;
+}
+
+/*
+ * SCTP-AUTH keyed by the layer above (RFC 6083), as key 1.  Each side may
+ * only send with it once the other has it, and a DTLS handshake ends at
+ * different moments on the two sides: the server's ends when it sends
+ * its Finished, the client's when it has received it.  So the client,
+ * whose server has the key by then (or within a retransmission), sends
+ * with key 1 at once; the server keeps the null key (0) until the client's
+ * first DATA with key 1 arrives (an SCTP_AUTH_NEW_KEY notification), and
+ * each side stops accepting key 0 once the other sends with key 1.
+ */
+static int sctp_auth_key(struct cn_transport *t, const void *key, size_t len)
+{
+	struct sctp_transport *st = sctp_of(t);
+	struct sctp_authkey *ak;
+	char buf[128];
+	int rc = CONNECT_OK;
+
+	if (len > 512)
+		return CONNECT_EINVAL;
+	if (!sctp_peer_auths_data(st)) {
+		cn_transport_set_error(t, CONNECT_ETLS,
+				       "%s does not authenticate SCTP DATA "
+				       "chunks (SCTP-AUTH, as RFC 6083 requires "
+				       "under DTLS)", t->peer);
+		return CONNECT_ETLS;
+	}
+	ak = cn_calloc(1, sizeof(*ak) + len);
+	if (ak == NULL)
+		return CONNECT_ENOMEM;
+	ak->sca_keynumber = 1;
+	ak->sca_keylength = (uint16_t)len;
+	memcpy(ak->sca_key, key, len);
+	if (usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_KEY, ak,
+			       (socklen_t)(sizeof(*ak) + len)) != 0) {
+		rc = cn_err_from_errno(errno);
+		if (rc == CONNECT_EAGAIN || rc == CONNECT_OK)
+			rc = CONNECT_EIO;
+		cn_transport_set_error(t, rc, "SCTP-AUTH key for %s: %s",
+				       t->peer,
+				       strerror_r(errno, buf, sizeof(buf)));
+	} else {
+		atomic_store(&st->auth, 1);
+		if (!st->server) {
+			sctp_auth_activate(st, 1);
+			atomic_store(&st->auth, 2);
+		}
+	}
+	memset(ak->sca_key, 0, len);
+	cn_free(ak);
+	return rc;
+}
+
 static const struct cn_transport_ops sctp_ops = {
 	.recv = sctp_recv,
 	.sendv = sctp_sendv,
@@ -1101,6 +1232,7 @@ static const struct cn_transport_ops sctp_ops = {
 	.abort = sctp_abort,
 	.destroy = sctp_destroy,
 	.unacked = sctp_unacked,
+	.auth_key = sctp_auth_key,
 };
 
 /*
@@ -1188,6 +1320,8 @@ static int sctp_connect_one(const struct cn_endpoint *ep,
 	if (rc)
 		return rc;
 	snprintf(st->base.peer, sizeof(st->base.peer), "%s", peer);
+	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
+		sctp_auth_data(st->so);
 	peer_port = (uint16_t)o->v[CONNECT_OPT_SCTP_PEER_UDP_PORT];
 	if (peer_port == 0)
 		peer_port = port;
@@ -1318,6 +1452,7 @@ static int sctp_accept(struct cn_tlistener *base, struct cn_transport **tp,
 				      reason, len);
 			if (rc)
 				return rc;
+			st->server = true;
 			cn_addr_format((struct sockaddr *)&ss, st->base.peer,
 				       sizeof(st->base.peer));
 			sctp_addr_text(so, false, st->base.local,
@@ -1413,6 +1548,8 @@ static int sctp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 	}
 	usrsctp_set_upcall(l->so, sctp_upcall, l->w);
 	sctp_apply_opts(l->so, ep->opts);
+	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
+		sctp_auth_data(l->so);
 	if (usrsctp_bind(l->so, (struct sockaddr *)&bound,
 			 sockaddr_len((struct sockaddr *)&bound)) < 0 ||
 	    usrsctp_listen(l->so, 128) < 0) {

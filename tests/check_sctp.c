@@ -15,7 +15,11 @@
  *              heartbeat time;
  *   close      the peer's shutdown wakes a blocked reader; closes from
  *              two sides at once, with readers and writers blocked,
- *              never deadlock.
+ *              never deadlock;
+ *   dtls       DTLS over SCTP refuses what TLS refuses (an unknown CA, a
+ *              name mismatch, a missing client certificate), works with a
+ *              client certificate, authenticates SCTP DATA (SCTP-AUTH,
+ *              RFC 6083), and is refused over a stream transport.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
@@ -44,6 +48,13 @@
 
 #include "connect.h"
 #include "helpers.h"
+
+/* Only to read the stack's counters (SCTP-AUTH at work): the library and
+ * the test share the process's usrsctp. */
+#include <usrsctp.h>
+
+#define CERT(name) CERTDIR "/" name ".pem"
+#define KEY(name) CERTDIR "/" name "-key.pem"
 
 #define ck_assert_code(expr, want)                                            \
 	do {                                                                  \
@@ -408,8 +419,12 @@ START_TEST(killed_peer_found)
 	ck_assert_code(connect_conn_error(c, why, sizeof(why)),
 		       CONNECT_EDEADPEER);
 	ck_assert_msg(strstr(why, "heartbeat") != NULL, "reason: %s", why);
-	/* Sending is over too. */
-	ck_assert_int_ne(connect_send(c, dg_make(1, 2, 10)), CONNECT_OK);
+	/* Sending is over too (a refused datagram stays ours). */
+	dg = dg_make(1, 2, 10);
+	rc = connect_send(c, dg);
+	if (rc != CONNECT_OK)
+		connect_datagram_free(dg);
+	ck_assert_int_ne(rc, CONNECT_OK);
 	connect_close(c, 0, NULL);
 	connect_opts_free(o);
 }
@@ -557,6 +572,221 @@ START_TEST(listener_close_with_queue)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* DTLS over SCTP                                                          */
+/* ---------------------------------------------------------------------- */
+
+static connect_tls_config *dtls_server_cfg(const char *cert, const char *key,
+					   int client_auth)
+{
+	connect_tls_config *cfg = NULL;
+
+	ck_assert_code(connect_tls_config_new(&cfg, CONNECT_TLS_SERVER),
+		       CONNECT_OK);
+	ck_assert_code(connect_tls_config_cert_file(cfg, cert, key),
+		       CONNECT_OK);
+	if (client_auth != CONNECT_TLS_AUTH_NONE) {
+		ck_assert_code(connect_tls_config_ca_file(cfg, CERT("ca")),
+			       CONNECT_OK);
+		ck_assert_code(connect_tls_config_client_auth(cfg, client_auth),
+			       CONNECT_OK);
+	}
+	return cfg;
+}
+
+static connect_tls_config *dtls_client_cfg(const char *cert, const char *key)
+{
+	connect_tls_config *cfg = NULL;
+
+	ck_assert_code(connect_tls_config_new(&cfg, CONNECT_TLS_CLIENT),
+		       CONNECT_OK);
+	ck_assert_code(connect_tls_config_ca_file(cfg, CERT("ca")),
+		       CONNECT_OK);
+	if (cert)
+		ck_assert_code(connect_tls_config_cert_file(cfg, cert, key),
+			       CONNECT_OK);
+	return cfg;
+}
+
+/* A DTLS-over-SCTP listener with cfg (the stack on any free UDP port). */
+static connect_listener *dtls_listen(connect_tls_config *cfg)
+{
+	connect_opts *o = sctp_opts(0, 0);
+	connect_listener *l = NULL;
+
+	ck_assert_code(connect_opts_set_tls(o, cfg), CONNECT_OK);
+	ck_assert_code(connect_listen(&l, "dtls+sctp://127.0.0.1:0", o),
+		       CONNECT_OK);
+	connect_opts_free(o);
+	return l;
+}
+
+static int dtls_dial(connect_listener *l, connect_tls_config *cfg,
+		     const char *name, connect_conn **cp)
+{
+	connect_opts *o = sctp_opts(0, 0);
+	char url[64];
+	int rc;
+
+	ck_assert_code(connect_opts_set_tls(o, cfg), CONNECT_OK);
+	if (name)
+		ck_assert_code(connect_opts_set_server_name(o, name),
+			       CONNECT_OK);
+	snprintf(url, sizeof(url), "dtls+sctp://127.0.0.1:%d",
+		 connect_listener_port(l));
+	rc = connect_dial(cp, url, o);
+	connect_opts_free(o);
+	return rc;
+}
+
+/* Wait until the listener counted n failed handshakes. */
+static int dtls_failures(connect_listener *l, int n, int *last, char *why,
+			 size_t len)
+{
+	int64_t deadline = now_ms() + scaled_ms(10000);
+	int got;
+
+	while ((got = connect_listener_tls_failures(l, last, why, len)) < n &&
+	       now_ms() < deadline)
+		sleep_ms(10);
+	return got;
+}
+
+/* The client refuses the server's certificate, with the reason TLS
+ * gives, and tells the server why (an alert). */
+static void dtls_client_rejects(const char *cert, const char *key,
+				const char *name, int want)
+{
+	connect_tls_config *sc = dtls_server_cfg(cert, key,
+						 CONNECT_TLS_AUTH_NONE);
+	connect_tls_config *cc = dtls_client_cfg(NULL, NULL);
+	connect_listener *l = dtls_listen(sc);
+	connect_conn *c = NULL;
+	char why[256] = "";
+	int n, last = 0;
+
+	ck_assert_code(dtls_dial(l, cc, name, &c), want);
+	ck_assert_ptr_null(c);
+	n = dtls_failures(l, 1, &last, why, sizeof(why));
+	ck_assert_msg(n == 1 && last == CONNECT_ETLSALERT,
+		      "server side: %d failures, last %s (%s)", n,
+		      connect_err_name(last), why);
+	ck_assert_code(connect_accept(l, &c), CONNECT_EAGAIN);
+	connect_listener_close(l);
+	connect_tls_config_free(sc);
+	connect_tls_config_free(cc);
+}
+
+START_TEST(dtls_unknown_issuer)
+{
+	dtls_client_rejects(CERT("other-server"), KEY("other-server"),
+			    "localhost", CONNECT_ETLSUNKNOWNISSUER);
+}
+END_TEST
+
+START_TEST(dtls_name_mismatch)
+{
+	dtls_client_rejects(CERT("server"), KEY("server"), "wrong.example",
+			    CONNECT_ETLSNAMEMISMATCH);
+}
+END_TEST
+
+/* A server that requires a client certificate: refused without one (the
+ * server says why: no certificate), accepted with one, and both sides
+ * know who the other is. */
+START_TEST(dtls_client_cert_required)
+{
+	connect_tls_config *sc = dtls_server_cfg(CERT("server"), KEY("server"),
+						 CONNECT_TLS_AUTH_REQUIRED);
+	connect_tls_config *anon = dtls_client_cfg(NULL, NULL);
+	connect_tls_config *cc = dtls_client_cfg(CERT("client"),
+						 KEY("client"));
+	connect_listener *l = dtls_listen(sc);
+	connect_conn *c = NULL, *s = NULL;
+	char why[256] = "", subject[256] = "";
+	int n, last = 0, rc;
+
+	rc = dtls_dial(l, anon, "localhost", &c);
+	ck_assert_msg(rc != CONNECT_OK, "a client without a certificate got "
+		      "in");
+	ck_assert_msg(rc == CONNECT_ETLSALERT, "client: %s",
+		      connect_err_name(rc));
+	n = dtls_failures(l, 1, &last, why, sizeof(why));
+	ck_assert_msg(n == 1 && last == CONNECT_ETLSNOCERT,
+		      "server side: %d failures, last %s (%s)", n,
+		      connect_err_name(last), why);
+
+	ck_assert_code(dtls_dial(l, cc, "localhost", &c), CONNECT_OK);
+	s = t_accept_ok(l, scaled_ms(10000));
+	ck_assert_code(connect_conn_peer_identity(s, CONNECT_PEER_SUBJECT,
+						  subject, sizeof(subject)),
+		       CONNECT_OK);
+	ck_assert_msg(strstr(subject, "CN=") != NULL, "subject %s", subject);
+	echo_once(c, s, 1, 100000);
+	echo_once(s, c, 2, 3);
+	connect_listener_close(l);
+	ck_assert_code(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	connect_close(s, scaled_ms(5000), NULL);
+	connect_tls_config_free(sc);
+	connect_tls_config_free(anon);
+	connect_tls_config_free(cc);
+}
+END_TEST
+
+/*
+ * RFC 6083: DATA chunks carry SCTP-AUTH, keyed from the DTLS exporter once
+ * the handshake is done.  The stack counts the AUTH chunks it received
+ * and those that failed; both ends are in this process.
+ */
+START_TEST(dtls_sctp_auth)
+{
+	connect_tls_config *sc = dtls_server_cfg(CERT("server"), KEY("server"),
+						 CONNECT_TLS_AUTH_NONE);
+	connect_tls_config *cc = dtls_client_cfg(NULL, NULL);
+	connect_listener *l = dtls_listen(sc);
+	connect_conn *c = NULL, *s;
+	struct sctpstat st0, st1;
+
+	ck_assert_code(dtls_dial(l, cc, "localhost", &c), CONNECT_OK);
+	s = t_accept_ok(l, scaled_ms(10000));
+	usrsctp_get_stat(&st0);
+	/* Both ways, several rounds: each side switches to the new key when
+	 * it sees the other use it. */
+	for (uint32_t i = 0; i < 20; i++) {
+		echo_once(c, s, i, 1000);
+		echo_once(s, c, i, 1000);
+	}
+	usrsctp_get_stat(&st1);
+	ck_assert_uint_gt(st1.sctps_recvauth, st0.sctps_recvauth);
+	ck_assert_uint_eq(st1.sctps_recvauthmissing, st0.sctps_recvauthmissing);
+	connect_listener_close(l);
+	ck_assert_code(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	connect_close(s, scaled_ms(5000), NULL);
+	connect_tls_config_free(sc);
+	connect_tls_config_free(cc);
+}
+END_TEST
+
+/* DTLS needs message boundaries: over TCP it is refused, clearly. */
+START_TEST(dtls_needs_messages)
+{
+	connect_tls_config *cc = dtls_client_cfg(NULL, NULL);
+	connect_listener *l = t_listen_ok(T_TCP4, NULL);
+	connect_opts *o = opts_make(0, 0, 0, 0, 0, 0);
+	connect_conn *c = NULL;
+	char url[64];
+
+	ck_assert_code(connect_opts_set_tls(o, cc), CONNECT_OK);
+	snprintf(url, sizeof(url), "dtls+tcp://127.0.0.1:%d",
+		 connect_listener_port(l));
+	ck_assert_code(connect_dial(&c, url, o), CONNECT_ENOTSUP);
+	ck_assert_ptr_null(c);
+	connect_opts_free(o);
+	connect_listener_close(l);
+	connect_tls_config_free(cc);
+}
+END_TEST
+
 static TCase *tcase(Suite *s, const char *name)
 {
 	TCase *tc = tcase_create(name);
@@ -586,6 +816,12 @@ static Suite *sctp_suite(void)
 	tcase_add_test(tc, shutdown_wakes_reader);
 	tcase_add_test(tc, close_never_deadlocks);
 	tcase_add_test(tc, listener_close_with_queue);
+	tc = tcase(s, "dtls");
+	tcase_add_test(tc, dtls_unknown_issuer);
+	tcase_add_test(tc, dtls_name_mismatch);
+	tcase_add_test(tc, dtls_client_cert_required);
+	tcase_add_test(tc, dtls_sctp_auth);
+	tcase_add_test(tc, dtls_needs_messages);
 	return s;
 }
 

@@ -32,6 +32,8 @@ const struct t_transport t_table[T_COUNT] = {
 #ifdef CONNECT_TEST_SCTP
 	[T_SCTP] = { "sctp", "sctp", "127.0.0.1", false, false, false,
 		     AF_INET, true },
+	[T_DTLS] = { "dtls-sctp", "dtls+sctp", "127.0.0.1", true, false, true,
+		     AF_INET, true },
 #endif
 #ifdef CONNECT_TEST_FAULT
 	[T_FAULT] = { "fault", "fault+tcp", "127.0.0.1", false, true, false,

@@ -49,6 +49,7 @@ enum {
 	T_TLS = 2,  /* TLS over 127.0.0.1, certificate for "localhost" */
 #ifdef CONNECT_TEST_SCTP
 	T_SCTP,     /* SCTP (usrsctp, UDP encapsulation) over 127.0.0.1 */
+	T_DTLS,     /* DTLS 1.2 over SCTP, certificate for "localhost" */
 #endif
 #ifdef CONNECT_TEST_FAULT
 	/* The test build with the fault layer (check_conn_fault). */
