@@ -19,10 +19,14 @@ dist_man1_MANS = \
 # The SCTP examples' pages, when they are built.
 if HAVE_USRSCTP
 dist_man1_MANS += \
+	doc/man/dtls-sctp-client.1 \
+	doc/man/dtls-sctp-echo-server.1 \
 	doc/man/sctp-client.1 \
 	doc/man/sctp-echo-server.1
 endif
 EXTRA_DIST += \
+	doc/man/dtls-sctp-client.1 \
+	doc/man/dtls-sctp-echo-server.1 \
 	doc/man/sctp-client.1 \
 	doc/man/sctp-echo-server.1
 

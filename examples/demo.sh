@@ -7,8 +7,8 @@
 # tcp-client-blaster against it, does the same over [::1] when IPv6
 # loopback works, then runs tls-echo-server / tls-client (server
 # verification, a wrong name refused, mutual TLS, a client without a
-# certificate refused), and sctp-echo-server / sctp-client when the
-# library has SCTP.  Only loopback addresses are used.  Every wait is
+# certificate refused), and sctp- and dtls-sctp-echo-server / -client
+# when the library has SCTP.  Only loopback addresses are used.  Every wait is
 # bounded, every server is stopped on exit, and each step prints one
 # PASS/FAIL/SKIP line.  Exits 0 when no step failed.
 #
@@ -329,6 +329,32 @@ if [ -x "$ex/sctp-echo-server" ] && [ -x "$ex/sctp-client" ]; then
 		step "sctp-client again: the server is still there" \
 		    "$ex/sctp-client" "127.0.0.1:$port" --peer-udp-port "$udp"
 		stop_server sctp wait
+	fi
+	# --- DTLS over SCTP: the TLS checks again, over SCTP.
+	udp=$((udp + 1))
+	while ! udp_port_free "$udp" && [ $n -lt 400 ]; do
+		udp=$((udp + 1))
+		n=$((n + 1))
+	done
+	if [ -n "$missing" ]; then
+		record SKIP "DTLS over SCTP (certificates missing)"
+	elif start_server dtls "$ex/dtls-sctp-echo-server" 127.0.0.1:0 \
+	    "$certs/server.pem" "$certs/server-key.pem" "$certs/ca.pem" \
+	    --udp-port "$udp"; then
+		step "dtls-sctp-client with a client certificate" \
+		    "$ex/dtls-sctp-client" "127.0.0.1:$port" localhost \
+		    "$certs/ca.pem" "$certs/client.pem" \
+		    "$certs/client-key.pem" --peer-udp-port "$udp"
+		step_refused "dtls-sctp-client refuses a wrong server name" \
+		    'ETLSNAMEMISMATCH' \
+		    "$ex/dtls-sctp-client" "127.0.0.1:$port" wrong.example \
+		    "$certs/ca.pem" "$certs/client.pem" \
+		    "$certs/client-key.pem" --peer-udp-port "$udp"
+		step_refused "DTLS refuses a client without a certificate" \
+		    'CONNECT_E(TLS[A-Z]*|EOF|CONNRESET|IO)' \
+		    "$ex/dtls-sctp-client" "127.0.0.1:$port" localhost \
+		    "$certs/ca.pem" --peer-udp-port "$udp"
+		stop_server dtls
 	fi
 else
 	record SKIP "SCTP (libconnect built without usrsctp)"

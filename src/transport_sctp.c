@@ -60,10 +60,12 @@
 #include "connect_int.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -80,10 +82,14 @@
 #define SCTP_MSG (64u * 1024u)
 /* Send and receive buffer of each socket. */
 #define SCTP_BUF (1024u * 1024u)
+/* Path MTU over loopback (see sctp_loopback_mtu()). */
+#define SCTP_LOOPBACK_MTU 32768u
+/* Buffers of the stack's UDP sockets (see stack_udp_buffers()). */
+#define SCTP_UDP_BUF (8u * 1024u * 1024u)
 /* Retransmission timeouts (ms): loopback and LAN answer in well under
  * the RFC's 1 s minimum, and a lost packet should not cost a second. */
 #define SCTP_RTO_MIN 100u
-#define SCTP_RTO_INITIAL 1000u
+#define SCTP_RTO_INITIAL 500u
 #define SCTP_RTO_MAX 60000u
 /* When the stack stops: how long associations still finishing their
  * shutdown may take before they are aborted, and how long usrsctp_finish
@@ -522,6 +528,52 @@ static void stack_stop(void)
 	stack.free_wakers = NULL;
 }
 
+/*
+ * usrsctp gives its UDP sockets 128 KiB of buffer: a burst of packets
+ * overflows that, and each loss costs a retransmission timeout (at least
+ * SCTP_RTO_MIN of silence).  The sockets are its own, but they are
+ * descriptors of this process bound to our port: find them and give them
+ * room (best effort; the system's net.core.rmem_max caps it unless the
+ * process may exceed it).
+ */
+static uint16_t sockaddr_port(const struct sockaddr *sa);
+
+static void stack_udp_buffers(uint16_t port)
+{
+	int bytes = (int)SCTP_UDP_BUF;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd, type = 0;
+		socklen_t tlen = sizeof(type);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		fd = atoi(e->d_name);
+		if (fd == dirfd(d) ||
+		    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+		    type != SOCK_DGRAM ||
+		    getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+		    sockaddr_port((struct sockaddr *)&ss) != port)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes,
+			       sizeof(bytes)) != 0)
+			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes,
+				   sizeof(bytes));
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes,
+			       sizeof(bytes)) != 0)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes,
+				   sizeof(bytes));
+	}
+	closedir(d);
+}
+
 /* Under stack.lock: start usrsctp on UDP port `want` (0: any). */
 static int stack_start(uint16_t want, char *reason, size_t len)
 {
@@ -546,6 +598,7 @@ static int stack_start(uint16_t want, char *reason, size_t len)
 	/* No association is unused for long enough to be reaped by the
 	 * stack; checksums are checked on loopback too. */
 	usrsctp_sysctl_set_sctp_no_csum_on_loopback(0);
+	stack_udp_buffers(port);
 	stack.running = true;
 	stack.port = port;
 	return CONNECT_OK;
@@ -743,6 +796,40 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
 	pp.spp_hbinterval = hb;
 	pp.spp_pathmaxrxt = rtx;
 	pp.spp_flags = hb ? SPP_HB_ENABLE : SPP_HB_DISABLE;
+	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
+			   sizeof(pp));
+}
+
+/*
+ * Over loopback, packets as large as the stack takes: usrsctp does not
+ * learn the loopback's MTU and cuts everything to ~1,400-byte packets, a
+ * UDP datagram (two system calls) each; 32 KiB packets move four times
+ * as much.  (usrsctp reads datagrams into 64 KiB and no more.)  Other
+ * paths keep path MTU discovery.
+ */
+static void sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer)
+{
+	struct sctp_paddrparams pp;
+	socklen_t len = sizeof(pp);
+	bool loop = false;
+
+	if (peer->sa_family == AF_INET)
+		loop = (ntohl(((const struct sockaddr_in *)(const void *)peer)
+				      ->sin_addr.s_addr) >> 24) == 127;
+	else if (peer->sa_family == AF_INET6)
+		loop = IN6_IS_ADDR_LOOPBACK(
+			&((const struct sockaddr_in6 *)(const void *)peer)
+				 ->sin6_addr);
+	if (!loop)
+		return;
+	memset(&pp, 0, sizeof(pp));
+	if (usrsctp_getsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
+			       &len) != 0)
+		return;
+	memset(&pp.spp_address, 0, sizeof(pp.spp_address));
+	pp.spp_pathmtu = SCTP_LOOPBACK_MTU;
+	pp.spp_flags = (pp.spp_flags & ~(uint32_t)SPP_PMTUD_ENABLE) |
+		       SPP_PMTUD_DISABLE;
 	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
 			   sizeof(pp));
 }
@@ -1322,6 +1409,7 @@ static int sctp_connect_one(const struct cn_endpoint *ep,
 	snprintf(st->base.peer, sizeof(st->base.peer), "%s", peer);
 	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
 		sctp_auth_data(st->so);
+	sctp_loopback_mtu(st->so, sa);
 	peer_port = (uint16_t)o->v[CONNECT_OPT_SCTP_PEER_UDP_PORT];
 	if (peer_port == 0)
 		peer_port = port;
@@ -1453,6 +1541,7 @@ static int sctp_accept(struct cn_tlistener *base, struct cn_transport **tp,
 			if (rc)
 				return rc;
 			st->server = true;
+			sctp_loopback_mtu(so, (struct sockaddr *)&ss);
 			cn_addr_format((struct sockaddr *)&ss, st->base.peer,
 				       sizeof(st->base.peer));
 			sctp_addr_text(so, false, st->base.local,

@@ -782,6 +782,31 @@ static int tls_wait_op(struct cn_transport *base, int events,
 	return t->lower->ops->wait(t->lower, events, deadline);
 }
 
+/* Read (and drop: the connection is closing) what the peer sent, up to
+ * its close_notify.  True when that came. */
+static bool tls_peer_closed_below(struct tls_transport *t)
+{
+	uint8_t buf[2048];
+
+	for (int i = 0; i < 256; i++) {
+		ssize_t n;
+
+		pthread_mutex_lock(&t->lock);
+		if (t->dtls)
+			n = dtls_record_recv(t, buf, sizeof(buf));
+		else
+			n = gnutls_record_recv(t->session, buf, sizeof(buf));
+		pthread_mutex_unlock(&t->lock);
+		if (n == 0) {
+			atomic_store(&t->peer_closed, true);
+			return true;
+		}
+		if (n < 0)
+			return false;
+	}
+	return false;
+}
+
 static int tls_shutdown(struct cn_transport *base, size_t grace)
 {
 	struct tls_transport *t = tls_of(base);
@@ -808,6 +833,12 @@ static int tls_shutdown(struct cn_transport *base, size_t grace)
 	bye = t->wbuf.len;
 	pthread_mutex_unlock(&t->lock);
 	code = tls_flush(t, false);
+	/* Over a message transport without half-close (SCTP) the peer may
+	 * have ended the association after its close_notify before ours
+	 * could go: is its close_notify waiting, unread, below? */
+	if (!peer_closed && t->records &&
+	    (tls_is_reset(ret) || tls_is_reset(code)))
+		peer_closed = tls_peer_closed_below(t);
 	/*
 	 * After the peer's own close_notify our close_notify is a courtesy:
 	 * a peer that closed its socket at once resets it, and that loses
