@@ -80,8 +80,16 @@
 
 /* Largest SCTP message written: a frame stream is cut into these. */
 #define SCTP_MSG (64u * 1024u)
-/* Send and receive buffer of each socket. */
-#define SCTP_BUF (1024u * 1024u)
+/*
+ * Send and receive buffer of each socket.  The receive buffer no larger:
+ * usrsctp tells the peer about room freed by a read only when one read
+ * frees an eighth of the buffer (16 KiB here: a quarter of a frame
+ * message); otherwise a sender facing a full window waits for its
+ * retransmission timer to probe, a stall of 100 ms and more each time.
+ * (A message must fit in the send buffer.)
+ */
+#define SCTP_SNDBUF (128u * 1024u)
+#define SCTP_RCVBUF (128u * 1024u)
 /* Path MTU over loopback (see sctp_loopback_mtu()). */
 #define SCTP_LOOPBACK_MTU 32768u
 /* Buffers of the stack's UDP sockets (see stack_udp_buffers()). */
@@ -95,10 +103,10 @@
  * shutdown may take before they are aborted, and how long usrsctp_finish
  * is retried. */
 #define SCTP_ORPHAN_WAIT_MS 2000
+#define SCTP_FINISH_WAIT_MS 3000
 /* A socket whose association is gone, and whose reference count stays
  * above ours this long, holds usrsctp's leaks (see so_refs()). */
 #define SCTP_ZOMBIE_MS 1000
-#define SCTP_FINISH_WAIT_MS 3000
 
 /*
  * Not in <usrsctp.h>, but answered by usrsctp (its netinet/sctp.h): the
@@ -759,12 +767,12 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
 	struct sctp_rtoinfo rto;
 	struct sctp_assocparams ap;
 	struct sctp_initmsg im;
-	int on = 1, buf = (int)SCTP_BUF;
+	int on = 1, sbuf = (int)SCTP_SNDBUF, rbuf = (int)SCTP_RCVBUF;
 
 	usrsctp_set_non_blocking(so, 1);
 	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_NODELAY, &on, sizeof(on));
-	usrsctp_setsockopt(so, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-	usrsctp_setsockopt(so, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	usrsctp_setsockopt(so, SOL_SOCKET, SO_SNDBUF, &sbuf, sizeof(sbuf));
+	usrsctp_setsockopt(so, SOL_SOCKET, SO_RCVBUF, &rbuf, sizeof(rbuf));
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
 		struct sctp_event ev = { .se_assoc_id = SCTP_FUTURE_ASSOC,
 					 .se_type = events[i],
@@ -1157,7 +1165,8 @@ static int sctp_shutdown(struct cn_transport *t, size_t grace)
 		if (state == SCTP_SHUTDOWN_SENT ||
 		    state == SCTP_SHUTDOWN_ACK_SENT)
 			break;
-		if (state < 0) {
+		/* Gone, or ended and being freed. */
+		if (state < 0 || state == SCTP_CLOSED) {
 			e = sctp_so_error(st);
 			if (e == 0)
 				break;
