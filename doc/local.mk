@@ -17,6 +17,19 @@ dist_man1_MANS = \
 	doc/man/tcp-echo-server.1 \
 	doc/man/tls-client.1 \
 	doc/man/tls-echo-server.1
+# The SCTP examples' pages, when they are built.
+if HAVE_USRSCTP
+dist_man1_MANS += \
+	doc/man/dtls-sctp-client.1 \
+	doc/man/dtls-sctp-echo-server.1 \
+	doc/man/sctp-client.1 \
+	doc/man/sctp-echo-server.1
+endif
+EXTRA_DIST += \
+	doc/man/dtls-sctp-client.1 \
+	doc/man/dtls-sctp-echo-server.1 \
+	doc/man/sctp-client.1 \
+	doc/man/sctp-echo-server.1
 
 # Section 1, not installed: the tools for working on libconnect
 # (tools/local.mk), which are not installed either.

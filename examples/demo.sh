@@ -8,8 +8,9 @@
 # loopback works, then runs tls-echo-server / tls-client (server
 # verification, a wrong name refused, mutual TLS, a client without a
 # certificate refused), then mt-echo-server (a pool of workers over one
-# inbox) with several clients at once, over TCP and TLS.  Only loopback
-# addresses are used.  Every wait is
+# inbox) with several clients at once, over TCP and TLS, and sctp- and
+# dtls-sctp-echo-server / -client when the library has SCTP.  Only
+# loopback addresses are used.  Every wait is
 # bounded, every server is stopped on exit, and each step prints one
 # PASS/FAIL/SKIP line.  Exits 0 when no step failed.
 #
@@ -337,6 +338,63 @@ if [ -z "$missing" ] &&
 	step "tls-client to mt-echo-server --tls, server verified" \
 	    "$ex/tls-client" "127.0.0.1:$port" localhost "$certs/ca.pem"
 	stop_server mt-tls
+fi
+
+# --- SCTP (when the library was built with usrsctp): SCTP over UDP on
+# the userspace stack.  The server's stack takes a UDP port that nothing
+# holds (not the default 9899, which another program may have); the
+# client takes any free one and is told the server's.
+udp_port_free() { # udp_port_free PORT: no UDP socket on it (IPv4, IPv6)
+	hex=$(printf '%04X' "$1")
+	! cat /proc/net/udp /proc/net/udp6 2>/dev/null |
+		awk '{ print $2 }' | grep -qi ":$hex\$"
+}
+if [ -x "$ex/sctp-echo-server" ] && [ -x "$ex/sctp-client" ]; then
+	udp=$((20000 + $$ % 20000))
+	n=0
+	while ! udp_port_free "$udp" && [ $n -lt 200 ]; do
+		udp=$((udp + 1))
+		n=$((n + 1))
+	done
+	if start_server sctp "$ex/sctp-echo-server" 127.0.0.1:0 \
+	    --udp-port "$udp" --exit-after 2; then
+		step "sctp-client over 127.0.0.1 (SCTP over UDP port $udp)" \
+		    "$ex/sctp-client" "127.0.0.1:$port" --peer-udp-port "$udp"
+		step_refused "sctp-client to an SCTP port nobody listens on" \
+		    'ECONNREFUSED' \
+		    "$ex/sctp-client" "127.0.0.1:1" --peer-udp-port "$udp"
+		step "sctp-client again: the server is still there" \
+		    "$ex/sctp-client" "127.0.0.1:$port" --peer-udp-port "$udp"
+		stop_server sctp wait
+	fi
+	# --- DTLS over SCTP: the TLS checks again, over SCTP.
+	udp=$((udp + 1))
+	while ! udp_port_free "$udp" && [ $n -lt 400 ]; do
+		udp=$((udp + 1))
+		n=$((n + 1))
+	done
+	if [ -n "$missing" ]; then
+		record SKIP "DTLS over SCTP (certificates missing)"
+	elif start_server dtls "$ex/dtls-sctp-echo-server" 127.0.0.1:0 \
+	    "$certs/server.pem" "$certs/server-key.pem" "$certs/ca.pem" \
+	    --udp-port "$udp"; then
+		step "dtls-sctp-client with a client certificate" \
+		    "$ex/dtls-sctp-client" "127.0.0.1:$port" localhost \
+		    "$certs/ca.pem" "$certs/client.pem" \
+		    "$certs/client-key.pem" --peer-udp-port "$udp"
+		step_refused "dtls-sctp-client refuses a wrong server name" \
+		    'ETLSNAMEMISMATCH' \
+		    "$ex/dtls-sctp-client" "127.0.0.1:$port" wrong.example \
+		    "$certs/ca.pem" "$certs/client.pem" \
+		    "$certs/client-key.pem" --peer-udp-port "$udp"
+		step_refused "DTLS refuses a client without a certificate" \
+		    'CONNECT_E(TLS[A-Z]*|EOF|CONNRESET|IO)' \
+		    "$ex/dtls-sctp-client" "127.0.0.1:$port" localhost \
+		    "$certs/ca.pem" --peer-udp-port "$udp"
+		stop_server dtls
+	fi
+else
+	record SKIP "SCTP (libconnect built without usrsctp)"
 fi
 
 # ------------------------------------------------------------------------

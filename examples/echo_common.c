@@ -167,18 +167,86 @@ int echo_hello_session(connect_conn *conn, const char *tls_domain)
 	return status;
 }
 
+/* ---- SCTP --------------------------------------------------------------- */
+/* A port number 0 .. 65535. */
+static bool parse_port(const char *s, long *out)
+{
+	unsigned long v;
+
+	if (!strcmp(s, "0")) {
+		*out = 0;
+		return true;
+	}
+	if (!echo_parse_count(s, &v) || v > 65535)
+		return false;
+	*out = (long)v;
+	return true;
+}
+
+
+connect_opts *echo_sctp_opts(long udp_port, long peer_udp_port)
+{
+	connect_opts *o;
+	int rc;
+
+	rc = connect_opts_new(&o);
+	if (rc != CONNECT_OK) {
+		echo_error(rc, "connect_opts_new");
+		return NULL;
+	}
+	rc = connect_opts_set(o, CONNECT_OPT_SCTP_UDP_PORT, udp_port);
+	if (rc == CONNECT_OK && peer_udp_port >= 0)
+		rc = connect_opts_set(o, CONNECT_OPT_SCTP_PEER_UDP_PORT,
+				      peer_udp_port);
+	if (rc != CONNECT_OK) {
+		echo_error(rc, "UDP ports %ld / %ld", udp_port, peer_udp_port);
+		connect_opts_free(o);
+		return NULL;
+	}
+	return o;
+}
+
+bool echo_sctp_client_args(int argc, char **argv, int min_pos, int max_pos,
+			   const char **pos, long *udp_port,
+			   long *peer_udp_port)
+{
+	int npos = 0;
+
+	*udp_port = 0;
+	*peer_udp_port = ECHO_SCTP_UDP_PORT;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--udp-port") ||
+		    !strcmp(argv[i], "--peer-udp-port")) {
+			long *v = argv[i][2] == 'u' ? udp_port : peer_udp_port;
+
+			if (i + 1 >= argc || !parse_port(argv[i + 1], v))
+				return false;
+			i++;
+		} else if (argv[i][0] == '-' || npos == max_pos) {
+			return false;
+		} else {
+			pos[npos++] = argv[i];
+		}
+	}
+	return npos >= min_pos;
+}
+
 /* ---- servers: options and signals ------------------------------------- */
 
 static void server_usage(const struct echo_server_usage *u)
 {
 	fprintf(stderr,
-		"usage: %s %s [--exit-after N] [--verbose]\n"
+		"usage: %s %s%s [--exit-after N] [--verbose]\n"
 		"  ADDR  host:port or [ipv6]:port to listen on (port 0: any)\n"
-		"%s"
+		"%s%s"
 		"  --exit-after N  exit after serving N clients\n"
 		"  --verbose       print the library's log on stderr\n",
-		echo_prog, u->synopsis, u->help);
+		echo_prog, u->synopsis, u->sctp ? " [--udp-port N]" : "",
+		u->help,
+		u->sctp ? "  --udp-port N    UDP port SCTP runs over (default "
+			  "9899; 0: any)\n" : "");
 }
+
 
 static void log_to_stderr(void *arg, int level, const char *id,
 			  const char *msg)
@@ -195,8 +263,16 @@ static int server_args(int argc, char **argv, const struct echo_server_usage *u,
 
 	memset(a, 0, sizeof(*a));
 	a->sigfd = -1;
+	a->udp_port = ECHO_SCTP_UDP_PORT;
 	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--exit-after") ||
+		if (u->sctp && !strcmp(argv[i], "--udp-port")) {
+			if (i + 1 >= argc ||
+			    !parse_port(argv[i + 1], &a->udp_port)) {
+				server_usage(u);
+				return 2;
+			}
+			i++;
+		} else if (!strcmp(argv[i], "--exit-after") ||
 		    !strcmp(argv[i], "--max-clients")) {
 			if (i + 1 >= argc ||
 			    !echo_parse_count(argv[i + 1], &a->exit_after)) {

@@ -1,10 +1,11 @@
 /*
  * echo_common.h: what the example programs share.
  *
- * The echo servers (tcp-echo-server, tls-echo-server) differ only in how
- * they make their listener: option parsing, signal handling, the poll()
+ * The echo servers (tcp-, tls-, sctp- and dtls-sctp-echo-server) differ
+ * only in how they make their listener: option parsing, signal handling, the poll()
  * loop over the listener and its clients, and the shutdown live here.  The
- * clients (tcp-client, tls-client) differ only in how they connect: the
+ * clients (tcp-, tls-, sctp- and dtls-sctp-client) differ only in how they
+ * connect: the
  * "Hello world!" round trip and the close live here.  Error messages all
  * have the form "PROG: what: CONNECT_E...: text (detail)".
  *
@@ -41,6 +42,27 @@ bool echo_parse_count(const char *s, unsigned long *out);
  * or 1 after printing why the close failed. */
 int echo_close(connect_conn *conn, int linger_ms);
 
+/* ---- SCTP ------------------------------------------------------------- */
+
+/* The UDP port an SCTP echo server takes by default (sctp-tunneling). */
+#define ECHO_SCTP_UDP_PORT 9899
+
+/*
+ * Options with the SCTP stack's UDP port (CONNECT_OPT_SCTP_UDP_PORT) and,
+ * when peer_udp_port >= 0, the peer's.  NULL after printing why.
+ */
+connect_opts *echo_sctp_opts(long udp_port, long peer_udp_port);
+
+/*
+ * An SCTP client's command line: up to max_pos positional arguments into
+ * pos[], and "--udp-port N" (default 0: any free port) and
+ * "--peer-udp-port N" (default ECHO_SCTP_UDP_PORT).  False on anything
+ * else, or fewer than min_pos arguments.
+ */
+bool echo_sctp_client_args(int argc, char **argv, int min_pos, int max_pos,
+			   const char **pos, long *udp_port,
+			   long *peer_udp_port);
+
 /* ---- clients ---------------------------------------------------------- */
 
 /* Print the connection's addresses ("connected: local -> peer", or for a
@@ -57,6 +79,7 @@ struct echo_server_usage {
 	const char *synopsis; /* the positional arguments: "ADDR CERT KEY" */
 	const char *help;     /* a line for each beyond ADDR, or "" */
 	int min_args, max_args;
+	bool sctp;            /* takes --udp-port N */
 };
 
 struct echo_server_setup {
@@ -64,11 +87,13 @@ struct echo_server_setup {
 	int nargs;
 	unsigned long exit_after; /* 0: serve until SIGINT/SIGTERM */
 	int sigfd;		  /* SIGINT and SIGTERM arrive here */
+	long udp_port;            /* SCTP: --udp-port, or the default 9899 */
 };
 
 /*
  * Parse the command line: positional arguments, --exit-after N (alias
- * --max-clients), --verbose/-v (sets the library's logger) and --help/-h.
+ * --max-clients), --verbose/-v (sets the library's logger), --help/-h and,
+ * for an SCTP server (u->sctp), --udp-port N.
  * Then make stdout line-buffered and block SIGINT and SIGTERM, to be taken
  * through a signalfd in the poll set; this comes before the library starts
  * any thread, so every thread inherits the mask.  Returns -1 to go on, or

@@ -306,6 +306,30 @@ enum connect_opt {
 	 * until a connection ends.  Default 0: no limit other than the
 	 * system's (descriptors, threads). */
 	CONNECT_OPT_INBOX_MAX_CONNS = 21,
+	/* SCTP ("sctp://", "dtls+sctp://"): the UDP port of this process's
+	 * SCTP stack (SCTP runs over UDP, RFC 6951).  The stack is one per
+	 * process: the first SCTP dial or listen starts it on this port,
+	 * and a later one asking for another port fails with
+	 * CONNECT_EADDRINUSE.  0: any free port (or the one already in use).
+	 * A port taken by another program fails with CONNECT_EADDRINUSE.
+	 * Default 9899 (the registered sctp-tunneling port); 0 .. 65535. */
+	CONNECT_OPT_SCTP_UDP_PORT = 22,
+	/* SCTP, dialing: the UDP port of the peer's SCTP stack.  0 (default):
+	 * the same as ours (CONNECT_OPT_SCTP_UDP_PORT, or the port the stack
+	 * already uses).  A listener learns each client's port from its
+	 * packets.  0 .. 65535. */
+	CONNECT_OPT_SCTP_PEER_UDP_PORT = 23,
+	/* SCTP: interval of the heartbeats that probe an idle peer, in ms;
+	 * retransmission timeouts are capped at it too.  A peer that leaves
+	 * CONNECT_OPT_SCTP_MAX_RETRANS heartbeats or retransmissions in a row
+	 * unanswered fails the connection with CONNECT_EDEADPEER, within
+	 * about (CONNECT_OPT_SCTP_MAX_RETRANS + 2) times this interval.
+	 * 0: no heartbeats (a dead peer is noticed only when data goes
+	 * unacknowledged).  Default 30000; 0 .. 2^31-1. */
+	CONNECT_OPT_SCTP_HEARTBEAT_MS = 24,
+	/* SCTP: heartbeats or retransmissions left unanswered in a row
+	 * before the peer is declared dead.  Default 5; 1 .. 100. */
+	CONNECT_OPT_SCTP_MAX_RETRANS = 25,
 };
 
 /*

@@ -105,7 +105,7 @@ void cn_datagram_free(struct connect_datagram *dg);
 
 /* Options: a table indexed by enum connect_opt, and what dial and listen
  * take by reference (the user's object owns them). */
-#define CN_OPT_MAX 22
+#define CN_OPT_MAX 26
 #define CN_NAME_LEN 256
 struct connect_opts {
 	int64_t v[CN_OPT_MAX];

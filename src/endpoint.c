@@ -29,6 +29,7 @@ static int dial(connect_conn **connp, const struct cn_stack *st,
 		.tls = tls,
 		.server_name = server_name,
 		.deadline = cn_deadline((int)o.v[CONNECT_OPT_CONNECT_TIMEOUT_MS]),
+		.layer_flags = cn_stack_layer_flags(st),
 	};
 	rc = cn_stack_check(st, &ep, false, reason, sizeof(reason));
 	if (rc) {

@@ -498,6 +498,7 @@ static int listen_stack(connect_listener **lp, const struct cn_stack *st,
 		.tls = l->tls,
 		.deadline = -1,
 		.server = true,
+		.layer_flags = cn_stack_layer_flags(st),
 	};
 	rc = cn_stack_check(st, &l->ep, true, reason, sizeof(reason));
 	if (rc) {
@@ -506,8 +507,11 @@ static int listen_stack(connect_listener **lp, const struct cn_stack *st,
 		goto fail;
 	}
 	rc = st->base->listen(&l->ep, &l->tl, reason, sizeof(reason));
-	if (rc)
+	if (rc) {
+		cn_log(CONNECT_LOG_ERROR, "CONNECT-LISTEN", "%s: %s", st->addr,
+		       reason[0] ? reason : connect_strerror(rc));
 		goto fail;
+	}
 	/* The stack's address from now on is the transport's copy. */
 	l->st.addr = l->ep.addr = l->tl->addr;
 	l->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -41,6 +41,10 @@ static const struct opt_range ranges[CN_OPT_MAX] = {
 	[CONNECT_OPT_INBOX_BYTES] = { 256 << 20, 1, CN_BIG },
 	[CONNECT_OPT_INBOX_MSGS] = { 1 << 20, 1, CN_BIG },
 	[CONNECT_OPT_INBOX_MAX_CONNS] = { 0, 0, CN_BIG },
+	[CONNECT_OPT_SCTP_UDP_PORT] = { 9899, 0, 65535 },
+	[CONNECT_OPT_SCTP_PEER_UDP_PORT] = { 0, 0, 65535 },
+	[CONNECT_OPT_SCTP_HEARTBEAT_MS] = { 30000, 0, INT32_MAX },
+	[CONNECT_OPT_SCTP_MAX_RETRANS] = { 5, 1, 100 },
 };
 
 static bool opt_known(int opt)

@@ -20,7 +20,8 @@ int cn_tls_config_check(const connect_tls_config *cfg, char *reason,
 			size_t len);
 
 /*
- * Give a new session the configuration's credentials, priorities and
+ * Give a new session the configuration's credentials, priorities (dtls:
+ * the DTLS twin of the priority string, with DTLS 1.2 enabled) and
  * client-authentication request; report its handshake timeout and client
  * authentication mode.  Returns 0 or a GnuTLS error.  (The session type is
  * spelled as GnuTLS defines gnutls_session_t, so that this header needs no
@@ -28,7 +29,7 @@ int cn_tls_config_check(const connect_tls_config *cfg, char *reason,
  */
 struct gnutls_session_int;
 int cn_tls_config_apply(const connect_tls_config *cfg,
-			struct gnutls_session_int *session, int *timeout_ms,
-			int *client_auth);
+			struct gnutls_session_int *session, bool dtls,
+			int *timeout_ms, int *client_auth);
 
 #endif /* CONNECT_TLS_H */

@@ -24,6 +24,9 @@
 #include "alloc.h"
 
 #define TLS_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* DTLS sessions (DTLS over SCTP) take the same string with DTLS 1.2, the
+ * only DTLS of GnuTLS 3.7, enabled. */
+#define TLS_DTLS_VERSION ":+VERS-DTLS1.2"
 #define TLS_DEFAULT_TIMEOUT_MS 10000
 /* GnuTLS log level used when the user logs at CONNECT_LOG_DEBUG: 4 shows
  * the handshake messages, higher levels dump every record. */
@@ -37,8 +40,26 @@ struct connect_tls_config {
 	bool has_ca;
 	int client_auth;
 	gnutls_priority_t prio;
+	gnutls_priority_t prio_dtls; /* NULL: the string leaves DTLS out */
 	int handshake_timeout_ms;
 };
+
+/* The DTLS twin of a priority string (NULL when it cannot be made). */
+static gnutls_priority_t tls_dtls_priority(const char *priority)
+{
+	gnutls_priority_t prio;
+	size_t n = strlen(priority);
+	char *str = cn_malloc(n + sizeof(TLS_DTLS_VERSION));
+
+	if (str == NULL)
+		return NULL;
+	memcpy(str, priority, n);
+	memcpy(str + n, TLS_DTLS_VERSION, sizeof(TLS_DTLS_VERSION));
+	if (gnutls_priority_init(&prio, str, NULL) < 0)
+		prio = NULL;
+	cn_free(str);
+	return prio;
+}
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_err;
@@ -131,6 +152,7 @@ int connect_tls_config_new(connect_tls_config **cfgp, int role)
 		return ret == GNUTLS_E_MEMORY_ERROR ? CONNECT_ENOMEM :
 						      CONNECT_ETLS;
 	}
+	cfg->prio_dtls = tls_dtls_priority(TLS_DEFAULT_PRIORITY);
 	*cfgp = cfg;
 	return CONNECT_OK;
 }
@@ -147,6 +169,8 @@ void cn_tls_config_unref(connect_tls_config *cfg)
 	if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	gnutls_priority_deinit(cfg->prio);
+	if (cfg->prio_dtls != NULL)
+		gnutls_priority_deinit(cfg->prio_dtls);
 	gnutls_certificate_free_credentials(cfg->cred);
 	cn_free(cfg);
 }
@@ -186,12 +210,14 @@ int cn_tls_config_check(const connect_tls_config *cfg, char *reason,
 }
 
 int cn_tls_config_apply(const connect_tls_config *cfg,
-			gnutls_session_t session, int *timeout_ms,
+			gnutls_session_t session, bool dtls, int *timeout_ms,
 			int *client_auth)
 {
 	int ret;
 
-	ret = gnutls_priority_set(session, cfg->prio);
+	if (dtls && cfg->prio_dtls == NULL)
+		return GNUTLS_E_NO_PRIORITIES_WERE_SET;
+	ret = gnutls_priority_set(session, dtls ? cfg->prio_dtls : cfg->prio);
 	if (ret < 0)
 		return ret;
 	ret = gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE,
@@ -404,6 +430,9 @@ int connect_tls_config_priority(connect_tls_config *cfg, const char *priority)
 	/* Sessions hold their own reference on the old cache. */
 	gnutls_priority_deinit(cfg->prio);
 	cfg->prio = prio;
+	if (cfg->prio_dtls != NULL)
+		gnutls_priority_deinit(cfg->prio_dtls);
+	cfg->prio_dtls = tls_dtls_priority(priority);
 	return CONNECT_OK;
 }
 

@@ -54,6 +54,10 @@ void cn_layer_abort(struct cn_transport *t, struct cn_transport *lower)
 static const struct cn_transport_class *classes[CN_MAX_CLASSES] = {
 	&cn_tcp_class,
 	&cn_tls_class,
+	&cn_dtls_class,
+#ifdef HAVE_USRSCTP
+	&cn_sctp_class,
+#endif
 };
 
 int cn_transport_register(const struct cn_transport_class *cls)
@@ -128,6 +132,15 @@ int cn_stack_parse(const char *url, struct cn_stack *st)
 	}
 	st->addr = sep + 3;
 	return CONNECT_OK;
+}
+
+unsigned cn_stack_layer_flags(const struct cn_stack *st)
+{
+	unsigned flags = 0;
+
+	for (int i = 0; i < st->nlayers; i++)
+		flags |= st->layers[i]->flags;
+	return flags;
 }
 
 int cn_stack_check(const struct cn_stack *st, const struct cn_endpoint *ep,

@@ -12,7 +12,8 @@
  *     connection         reader and writer threads (conn.c)
  *          |
  *     transports         a class per scheme: tcp (transport_tcp.c over the
- *          |             socket helpers of sock.c); layers stacked over a
+ *          |             socket helpers of sock.c), sctp (transport_sctp.c,
+ *          |             on usrsctp: no descriptors); layers stacked over a
  *          |             lower transport: tls (transport_tls.c), fault
  *          |             (transport_fault.c, tests only)
  *     leaves             codec, queue, datagram, addresses, errors, log
@@ -24,7 +25,7 @@
  * any stream, with or without a file descriptor.
  *
  * Adding a transport: one file defining a struct cn_transport_class, and
- * one row in the class table of endpoint.c.
+ * one row in the class table of transport.c.
  *
  * Locking theory of a connected transport: `recv` is called by one thread
  * at a time (the reader; the handshake before it), `sendv` and `shutdown`
@@ -130,6 +131,15 @@ struct cn_transport_ops {
 	 */
 	int (*peer_identity)(struct cn_transport *t, int what, char *buf,
 			     size_t len);
+
+	/*
+	 * Authenticate the transport's own packets from now on with `key`
+	 * (a layer above derived it from its handshake: DTLS over SCTP keys
+	 * SCTP-AUTH, RFC 6083).  Called once, after the handshake, before
+	 * the reader and writer start.  CONNECT_OK or a CONNECT_E* code.
+	 * NULL: the transport has nothing to authenticate (CONNECT_ENOTSUP).
+	 */
+	int (*auth_key)(struct cn_transport *t, const void *key, size_t len);
 };
 
 /* Largest iovcnt passed to sendv. */
@@ -206,12 +216,19 @@ struct cn_endpoint {
 	const char *server_name;         /* client: the name to verify */
 	int64_t deadline;                /* dial: cn_now_ms() clock, or -1 */
 	bool server;                     /* accepted side (wrap) */
+	unsigned layer_flags;            /* CN_CLASS_* of the stack's layers */
 };
+
+/* Class flags (struct cn_transport_class.flags). */
+/* A layer that will key the base transport's packet authentication
+ * (auth_key): the base prepares for it when it dials or listens. */
+#define CN_CLASS_AUTH_BELOW 1
 
 struct cn_transport_class {
 	const char *name; /* the scheme word: "tcp", "tls", "fault" */
 	/* A base transport dials and listens; a layer wraps a lower one. */
 	bool layer;
+	unsigned flags; /* CN_CLASS_* */
 
 	/*
 	 * Check what a dial or listen needs before any socket is made
@@ -238,6 +255,10 @@ struct cn_transport_class {
 
 extern const struct cn_transport_class cn_tcp_class;
 extern const struct cn_transport_class cn_tls_class;
+extern const struct cn_transport_class cn_dtls_class;
+#ifdef HAVE_USRSCTP
+extern const struct cn_transport_class cn_sctp_class;
+#endif
 
 /* Longest layer stack ("tls+fault+tcp"). */
 #define CN_MAX_LAYERS 4
@@ -267,6 +288,8 @@ int cn_transport_register(const struct cn_transport_class *cls);
 /* Wrap `t` (taken over) in the stack's layers, innermost first. */
 int cn_stack_wrap(const struct cn_stack *st, const struct cn_endpoint *ep,
 		  struct cn_transport **tp, char *reason, size_t len);
+/* The CN_CLASS_* flags of the stack's layers, together. */
+unsigned cn_stack_layer_flags(const struct cn_stack *st);
 /* Run every class's check for a dial (server false) or listen. */
 int cn_stack_check(const struct cn_stack *st, const struct cn_endpoint *ep,
 		   bool server, char *reason, size_t len);

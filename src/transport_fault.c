@@ -279,6 +279,16 @@ static int fault_peer_identity(struct cn_transport *t, int what, char *buf,
 	return f->lower->ops->peer_identity(f->lower, what, buf, len);
 }
 
+static int fault_auth_key(struct cn_transport *t, const void *key,
+			  size_t len)
+{
+	struct fault_transport *f = fault_of(t);
+
+	if (!f->lower->ops->auth_key)
+		return CONNECT_ENOTSUP;
+	return f->lower->ops->auth_key(f->lower, key, len);
+}
+
 static const struct cn_transport_ops fault_ops = {
 	.recv = fault_recv,
 	.sendv = fault_sendv,
@@ -289,6 +299,7 @@ static const struct cn_transport_ops fault_ops = {
 	.destroy = fault_destroy,
 	.unacked = fault_unacked,
 	.peer_identity = fault_peer_identity,
+	.auth_key = fault_auth_key,
 };
 
 static int fault_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,

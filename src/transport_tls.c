@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/dtls.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
@@ -59,8 +60,18 @@
 #include "transport.h"
 #include "alloc.h"
 
+/* The content type of alert records. */
+#define GNUTLS_ALERT_RECORD_TYPE 21
+
 /* Largest TLS plaintext record. */
 #define TLS_RECORD 16384u
+/* DTLS over a message transport: the most a record may take on the wire
+ * (GnuTLS caps a DTLS record at this; gnutls_dtls_get_data_mtu() says how
+ * much plaintext fits once the cipher is known). */
+#define DTLS_MTU 16384u
+/* RFC 6083: the key of SCTP-AUTH, from the DTLS exporter (RFC 5705). */
+#define DTLS_SCTP_LABEL "EXPORTER_DTLS_OVER_SCTP"
+#define DTLS_SCTP_KEY_LEN 64
 
 struct tls_buf {
 	uint8_t *p;
@@ -72,6 +83,17 @@ struct tls_transport {
 	struct cn_transport *lower;
 	bool server;
 	bool records;           /* one record per lower message */
+	bool dtls;              /* DTLS 1.2 over a message transport */
+	size_t rec_max;         /* plaintext per record (DTLS: data MTU) */
+	bool push_blocked;      /* handshake: the last push would block */
+	uint64_t rx_seq;        /* DTLS: the last record's number (reader) */
+	bool rx_seq_known;
+	/* DTLS: a record is taken whole (GnuTLS drops what does not fit the
+	 * buffer), so a reader asking for less than a record gets it through
+	 * rspill (rec_max bytes, made on first need); rs_off/rs_len: what
+	 * is still to hand out (under lock). */
+	uint8_t *rspill;
+	size_t rs_off, rs_len;
 	gnutls_session_t session;
 	connect_tls_config *cfg;
 	char *server_name;      /* verified name; GnuTLS keeps the pointer */
@@ -143,15 +165,18 @@ static int tls_buf_reserve(struct tls_buf *b, size_t need)
 	return 0;
 }
 
-/* The length of the TLS record starting at p (len bytes there), header
- * included; len when the header is not all there. */
-static size_t tls_record_len(const uint8_t *p, size_t len)
+/* The length of the record starting at p (len bytes there), header
+ * included; len when the header is not all there.  The length is the
+ * last two bytes of the header: 5 bytes in TLS, 13 in DTLS (epoch and
+ * sequence number come before it). */
+static size_t tls_record_len(const struct tls_transport *t, const uint8_t *p,
+			     size_t len)
 {
-	size_t n;
+	size_t hdr = t->dtls ? 13 : 5, n;
 
-	if (len < 5)
+	if (len < hdr)
 		return len;
-	n = 5 + ((size_t)p[3] << 8 | p[4]);
+	n = hdr + ((size_t)p[hdr - 2] << 8 | p[hdr - 1]);
 	return n < len ? n : len;
 }
 
@@ -163,7 +188,7 @@ static ssize_t tls_lower_write(struct tls_transport *t, const uint8_t *p,
 	size_t off = 0;
 
 	while (off < len) {
-		size_t n = t->records ? tls_record_len(p + off, len - off)
+		size_t n = t->records ? tls_record_len(t, p + off, len - off)
 				      : len - off;
 		struct iovec iov = { (void *)(p + off), n };
 		ssize_t put = t->lower->ops->sendv(t->lower, &iov, 1, flags);
@@ -202,6 +227,7 @@ static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov,
 	 * waiting (the handshake loop waits, within its deadline). */
 	t->wbuf.len = start;
 	n = tls_lower_write(t, t->wbuf.p + start, total, CN_IO_NONBLOCK);
+	t->push_blocked = n == CONNECT_EAGAIN;
 	return n < 0 ? tls_lower_fail(&t->wr_err, n) : n;
 }
 
@@ -229,6 +255,17 @@ static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 	int64_t deadline = t->hs_deadline;
 	int rc;
 
+	/*
+	 * DTLS, non-blocking: GnuTLS probes with 0 ms before it reads what
+	 * it may already hold.  Having read the peer's ChangeCipherSpec and
+	 * Finished, it still asks the transport before it takes the
+	 * Finished from its own buffer, and a "nothing there" would leave
+	 * the handshake waiting for a retransmission that never comes over
+	 * SCTP.  So the probe says "maybe": a read that finds nothing says
+	 * GNUTLS_E_AGAIN, and the handshake loop waits then.
+	 */
+	if (t->dtls && ms == 0)
+		return 1;
 	if (ms != GNUTLS_INDEFINITE_TIMEOUT) {
 		int64_t own = cn_now_ms() + (ms > INT_MAX ? INT_MAX : ms);
 
@@ -386,6 +423,39 @@ static int tls_verify_error(struct tls_transport *t, char *reason,
 }
 
 /*
+ * A DTLS peer that refuses the handshake sends an alert and ends the
+ * association (over SCTP an ABORT follows the alert): our next send then
+ * fails, while the alert waits, unread, below.  Look for it among the
+ * messages still there: a plaintext alert record (before the peer's
+ * ChangeCipherSpec), type 21, two bytes, level then description.  True,
+ * with the reason written, when one is found.
+ */
+static bool dtls_alert_waiting(struct tls_transport *t, char *reason,
+			       size_t len)
+{
+	uint8_t buf[2048];
+
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = t->lower->ops->recv(t->lower, buf, sizeof(buf),
+						CN_IO_NONBLOCK);
+		const char *name;
+
+		if (n <= 0)
+			break;
+		if (n < 15 || buf[0] != GNUTLS_ALERT_RECORD_TYPE ||
+		    buf[3] != 0 || buf[4] != 0 || buf[11] != 0 ||
+		    buf[12] != 2)
+			continue;
+		name = gnutls_alert_get_name((gnutls_alert_description_t)
+						     buf[14]);
+		snprintf(reason, len, "TLS alert received: %s",
+			 name != NULL ? name : "unknown alert");
+		return true;
+	}
+	return false;
+}
+
+/*
  * Map a failed handshake onto a specific code and reason.  *alert is the
  * alert to send the peer, or -1 for none (the peer is gone, silent, not
  * speaking TLS, or told us first).
@@ -397,6 +467,15 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 	char lower[CN_REASON_LEN];
 
 	*alert = -1;
+	/* A DTLS peer's refusal: its alert may wait behind our failed
+	 * send. */
+	if (t->dtls &&
+	    (gerr == GNUTLS_E_PUSH_ERROR || gerr == GNUTLS_E_PULL_ERROR ||
+	     gerr == GNUTLS_E_PREMATURE_TERMINATION) &&
+	    atomic_load(&t->wr_err) != CONNECT_ECLOSED &&
+	    atomic_load(&t->rd_err) != CONNECT_ECLOSED &&
+	    dtls_alert_waiting(t, reason, len))
+		return CONNECT_ETLSALERT;
 	switch (gerr) {
 	case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR:
 		return tls_verify_error(t, reason, len, alert);
@@ -538,6 +617,57 @@ static int tls_flush(struct tls_transport *t, bool try)
 	}
 }
 
+/*
+ * DTLS drops a record that fails its check without a word (RFC 6347:
+ * datagrams get lost anyway).  Below us nothing is lost (SCTP is reliable
+ * and ordered), so a gap in the record numbers is a dropped record, and
+ * the stream is broken.  Called with t->lock held.
+ */
+static ssize_t dtls_record_recv(struct tls_transport *t, void *buf,
+				size_t len)
+{
+	unsigned char seq[8];
+	uint64_t n = 0;
+	bool spill = len < t->rec_max;
+	ssize_t got;
+
+	if (t->rs_len > 0) {
+		got = (ssize_t)(len < t->rs_len ? len : t->rs_len);
+		memcpy(buf, t->rspill + t->rs_off, (size_t)got);
+		t->rs_off += (size_t)got;
+		t->rs_len -= (size_t)got;
+		return got;
+	}
+	if (spill && !t->rspill) {
+		t->rspill = cn_malloc(t->rec_max);
+		if (!t->rspill)
+			return tls_fail(t, CONNECT_ENOMEM,
+					"no memory for a DTLS record");
+	}
+	got = gnutls_record_recv_seq(t->session, spill ? t->rspill : buf,
+				     spill ? t->rec_max : len, seq);
+	if (got <= 0)
+		return got;
+	for (int i = 0; i < 8; i++)
+		n = n << 8 | seq[i];
+	if (t->rx_seq_known && n != t->rx_seq + 1)
+		return tls_fail(t, CONNECT_ETLS,
+				"DTLS record %llu came after %llu: records "
+				"in between failed their check and were "
+				"dropped",
+				(unsigned long long)(n & 0xffffffffffffULL),
+				(unsigned long long)(t->rx_seq &
+						     0xffffffffffffULL));
+	t->rx_seq = n;
+	t->rx_seq_known = true;
+	if (spill) {
+		t->rs_off = 0;
+		t->rs_len = (size_t)got;
+		return dtls_record_recv(t, buf, len);
+	}
+	return got;
+}
+
 static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 			int flags)
 {
@@ -549,7 +679,10 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 		if (atomic_load(&t->base.aborted))
 			return CONNECT_ECLOSED;
 		pthread_mutex_lock(&t->lock);
-		n = gnutls_record_recv(t->session, buf, len);
+		if (t->dtls)
+			n = dtls_record_recv(t, buf, len);
+		else
+			n = gnutls_record_recv(t->session, buf, len);
 		/*
 		 * TLS 1.2 renegotiation is refused with a no_renegotiation
 		 * warning (flushed just below).  A client asked by its
@@ -604,7 +737,7 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 	}
 }
 
-/* Encrypt one record's worth of buf (len <= TLS_RECORD) and write it;
+/* Encrypt one record's worth of buf (len <= t->rec_max) and write it;
  * returns the plaintext bytes taken or a code. */
 static ssize_t tls_send_record(struct tls_transport *t, const void *buf,
 			       size_t len)
@@ -644,8 +777,8 @@ static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
 		return 0;
 	/* A large piece, or a piece alone, is encrypted straight from the
 	 * caller's memory. */
-	if (iov[i].iov_len >= TLS_RECORD)
-		return tls_send_record(t, iov[i].iov_base, TLS_RECORD);
+	if (iov[i].iov_len >= t->rec_max)
+		return tls_send_record(t, iov[i].iov_base, t->rec_max);
 	if (i + 1 == iovcnt)
 		return tls_send_record(t, iov[i].iov_base, iov[i].iov_len);
 	if (!t->sbuf) {
@@ -655,10 +788,10 @@ static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
 					       iov[i].iov_len);
 	}
 	/* Small pieces (datagram headers, short messages) share a record. */
-	for (; i < iovcnt && fill < TLS_RECORD; i++) {
+	for (; i < iovcnt && fill < t->rec_max; i++) {
 		n = iov[i].iov_len;
-		if (n > TLS_RECORD - fill)
-			n = TLS_RECORD - fill;
+		if (n > t->rec_max - fill)
+			n = t->rec_max - fill;
 		memcpy(t->sbuf + fill, iov[i].iov_base, n);
 		fill += n;
 	}
@@ -679,12 +812,37 @@ static int tls_wait_op(struct cn_transport *base, int events,
 		return CONNECT_ECLOSED;
 	if (events & CN_WAIT_READ) {
 		pthread_mutex_lock(&t->lock);
-		pending = gnutls_record_check_pending(t->session);
+		pending = gnutls_record_check_pending(t->session) + t->rs_len;
 		pthread_mutex_unlock(&t->lock);
 		if (pending > 0)
 			return CONNECT_OK;
 	}
 	return t->lower->ops->wait(t->lower, events, deadline);
+}
+
+/* Read (and drop: the connection is closing) what the peer sent, up to
+ * its close_notify.  True when that came. */
+static bool tls_peer_closed_below(struct tls_transport *t)
+{
+	uint8_t buf[2048];
+
+	for (int i = 0; i < 256; i++) {
+		ssize_t n;
+
+		pthread_mutex_lock(&t->lock);
+		if (t->dtls)
+			n = dtls_record_recv(t, buf, sizeof(buf));
+		else
+			n = gnutls_record_recv(t->session, buf, sizeof(buf));
+		pthread_mutex_unlock(&t->lock);
+		if (n == 0) {
+			atomic_store(&t->peer_closed, true);
+			return true;
+		}
+		if (n < 0)
+			return false;
+	}
+	return false;
 }
 
 static int tls_shutdown(struct cn_transport *base, size_t grace)
@@ -713,6 +871,12 @@ static int tls_shutdown(struct cn_transport *base, size_t grace)
 	bye = t->wbuf.len;
 	pthread_mutex_unlock(&t->lock);
 	code = tls_flush(t, false);
+	/* Over a message transport without half-close (SCTP) the peer may
+	 * have ended the association after its close_notify before ours
+	 * could go: is its close_notify waiting, unread, below? */
+	if (!peer_closed && t->records &&
+	    (tls_is_reset(ret) || tls_is_reset(code)))
+		peer_closed = tls_peer_closed_below(t);
 	/*
 	 * After the peer's own close_notify our close_notify is a courtesy:
 	 * a peer that closed its socket at once resets it, and that loses
@@ -770,6 +934,7 @@ static void tls_free(struct tls_transport *t)
 	tls_buf_free(&t->wbuf);
 	tls_buf_free(&t->wout);
 	cn_free(t->sbuf);
+	cn_free(t->rspill);
 	cn_tls_config_unref(t->cfg);
 	cn_free(t->server_name);
 	cn_free(t);
@@ -847,16 +1012,28 @@ static int tls_session_setup(struct tls_transport *t, const char *server_name)
 		flags |= GNUTLS_SERVER;
 	else
 		flags |= GNUTLS_CLIENT | GNUTLS_FORCE_CLIENT_CERT;
+	/* DTLS never blocks inside GnuTLS: its blocking handshake sleeps
+	 * between reads (hundreds of ms); our loop waits on the transport. */
+	if (t->dtls)
+		flags |= GNUTLS_DATAGRAM | GNUTLS_NONBLOCK;
 	ret = gnutls_init(&t->session, flags);
 	if (ret < 0) {
 		t->session = NULL;
 		return ret;
 	}
 	gnutls_session_set_ptr(t->session, t);
-	ret = cn_tls_config_apply(t->cfg, t->session, &t->timeout_ms,
+	ret = cn_tls_config_apply(t->cfg, t->session, t->dtls, &t->timeout_ms,
 				  &t->client_auth);
 	if (ret < 0)
 		return ret;
+	if (t->dtls) {
+		/* The transport below is reliable and ordered (SCTP): flights
+		 * are never lost, so no retransmission within the
+		 * handshake's time. */
+		gnutls_dtls_set_mtu(t->session, DTLS_MTU);
+		gnutls_dtls_set_timeouts(t->session, (unsigned)t->timeout_ms,
+					 (unsigned)t->timeout_ms);
+	}
 	gnutls_transport_set_ptr(t->session, t);
 	gnutls_transport_set_vec_push_function(t->session, tls_push);
 	gnutls_transport_set_pull_function(t->session, tls_pull);
@@ -920,6 +1097,41 @@ static void tls_drain(struct tls_transport *t)
 			break;
 }
 
+/*
+ * A DTLS handshake done: the plaintext a record carries, and RFC 6083's
+ * SCTP-AUTH keyed from the exporter for the transport below (one that
+ * cannot, a test layer over TCP, goes without).  0, or 1 with *code and
+ * the reason set.
+ */
+static int dtls_established(struct tls_transport *t, char *reason,
+			    size_t len, int *code)
+{
+	static const char label[] = DTLS_SCTP_LABEL;
+	uint8_t key[DTLS_SCTP_KEY_LEN];
+	char why[CN_REASON_LEN];
+	unsigned mtu = gnutls_dtls_get_data_mtu(t->session);
+	int ret;
+
+	t->rec_max = mtu > 0 && mtu < TLS_RECORD ? mtu : TLS_RECORD;
+	if (t->lower->ops->auth_key == NULL)
+		return 0;
+	ret = gnutls_prf_rfc5705(t->session, sizeof(label) - 1, label, 0,
+				 NULL, sizeof(key), (char *)key);
+	if (ret < 0) {
+		snprintf(reason, len, "DTLS exporter for SCTP-AUTH: %s",
+			 gnutls_strerror(ret));
+		*code = CONNECT_ETLS;
+		return 1;
+	}
+	*code = t->lower->ops->auth_key(t->lower, key, sizeof(key));
+	memset(key, 0, sizeof(key));
+	if (*code == CONNECT_OK || *code == CONNECT_ENOTSUP)
+		return 0;
+	cn_transport_reason(t->lower, why, sizeof(why));
+	snprintf(reason, len, "%s", why[0] ? why : connect_strerror(*code));
+	return 1;
+}
+
 /* Runs before the reader and writer exist: no locking yet. */
 static int tls_handshake_op(struct cn_transport *base, int64_t deadline,
 			    char *reason, size_t len)
@@ -953,16 +1165,39 @@ static int tls_handshake_op(struct cn_transport *base, int64_t deadline,
 			ret = GNUTLS_E_TIMEDOUT;
 			break;
 		}
-		if (ret == GNUTLS_E_AGAIN)
+		if (ret == GNUTLS_E_AGAIN) {
+			int64_t until = deadline;
+
+			/* DTLS: also when GnuTLS wants to retransmit. */
+			if (t->dtls) {
+				int64_t r = cn_now_ms() +
+					    gnutls_dtls_get_timeout(t->session);
+
+				if (r < until)
+					until = r;
+			}
+			/* A DTLS handshake waiting for the peer's flight
+			 * reports the direction of its last flush: the
+			 * transport's room matters only if a push found
+			 * none. */
 			tls_wait(t,
-				 gnutls_record_get_direction(t->session) ?
+				 gnutls_record_get_direction(t->session) &&
+						 (!t->dtls || t->push_blocked) ?
 					 CN_WAIT_WRITE :
 					 CN_WAIT_READ,
-				 deadline);
+				 until);
+		}
 	}
+	if (ret == 0 && t->dtls)
+		ret = dtls_established(t, reason, len, &code);
 	if (ret == 0) {
 		t->buffered = true;
 		return CONNECT_OK;
+	}
+	if (ret == 1) {
+		/* The handshake worked; what comes after it did not. */
+		tls_drain(t);
+		return code;
 	}
 	if (atomic_load(&base->aborted)) {
 		snprintf(reason, len, "TLS handshake cut short");
@@ -994,8 +1229,33 @@ static int tls_check(const struct cn_endpoint *ep, bool server, char *reason,
 	return cn_tls_config_check(ep->tls, reason, len);
 }
 
+static int tls_wrap_as(const struct cn_endpoint *ep,
+		       struct cn_transport *lower, bool dtls,
+		       struct cn_transport **tp, char *reason, size_t len);
+
 static int tls_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
 		    struct cn_transport **tp, char *reason, size_t len)
+{
+	return tls_wrap_as(ep, lower, false, tp, reason, len);
+}
+
+/* DTLS: over a message transport only (records keep their boundaries). */
+static int dtls_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
+		     struct cn_transport **tp, char *reason, size_t len)
+{
+	if (!(lower->flags & CN_TRANSPORT_MESSAGES)) {
+		lower->ops->destroy(lower);
+		snprintf(reason, len,
+			 "DTLS runs over a message transport only "
+			 "(dtls+sctp://)");
+		return CONNECT_ENOTSUP;
+	}
+	return tls_wrap_as(ep, lower, true, tp, reason, len);
+}
+
+static int tls_wrap_as(const struct cn_endpoint *ep,
+		       struct cn_transport *lower, bool dtls,
+		       struct cn_transport **tp, char *reason, size_t len)
 {
 	const char *name = ep->server_name;
 	char host[1025], port[32];
@@ -1023,6 +1283,8 @@ static int tls_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,
 	memcpy(t->base.peer, lower->peer, sizeof(t->base.peer));
 	t->lower = lower;
 	t->records = (lower->flags & CN_TRANSPORT_MESSAGES) != 0;
+	t->dtls = dtls;
+	t->rec_max = TLS_RECORD;
 	t->server = ep->server;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->wlock, NULL);
@@ -1046,6 +1308,15 @@ const struct cn_transport_class cn_tls_class = {
 	.layer = true,
 	.check = tls_check,
 	.wrap = tls_wrap,
+};
+
+/* DTLS 1.2 over SCTP (RFC 6083), with the same configuration as TLS. */
+const struct cn_transport_class cn_dtls_class = {
+	.name = "dtls",
+	.layer = true,
+	.flags = CN_CLASS_AUTH_BELOW,
+	.check = tls_check,
+	.wrap = dtls_wrap,
 };
 
 /* ---- the peer's identity ------------------------------------------------ */

@@ -75,7 +75,7 @@ START_TEST(null_args_conn)
 	ck_assert_int_eq(connect_conn_opt(c, CONNECT_OPT_LINGER_MS, NULL),
 			 CONNECT_EINVAL);
 	ck_assert_int_eq(connect_conn_opt(c, 0, &v), CONNECT_EINVAL);
-	ck_assert_int_eq(connect_conn_opt(c, 22, &v), CONNECT_EINVAL);
+	ck_assert_int_eq(connect_conn_opt(c, 26, &v), CONNECT_EINVAL);
 
 	ck_assert_int_eq(connect_tcp_client(NULL, "127.0.0.1:1", NULL),
 			 CONNECT_EINVAL);
@@ -300,6 +300,10 @@ static const struct opt_range opt_ranges[] = {
 	{ CONNECT_OPT_INBOX_BYTES, 256 << 20, 1, INT64_C(1) << 62 },
 	{ CONNECT_OPT_INBOX_MSGS, 1 << 20, 1, INT64_C(1) << 62 },
 	{ CONNECT_OPT_INBOX_MAX_CONNS, 0, 0, INT64_C(1) << 62 },
+	{ CONNECT_OPT_SCTP_UDP_PORT, 9899, 0, 65535 },
+	{ CONNECT_OPT_SCTP_PEER_UDP_PORT, 0, 0, 65535 },
+	{ CONNECT_OPT_SCTP_HEARTBEAT_MS, 30000, 0, INT32_MAX },
+	{ CONNECT_OPT_SCTP_MAX_RETRANS, 5, 1, 100 },
 };
 
 START_TEST(options)
@@ -338,10 +342,10 @@ START_TEST(options)
 		ck_assert_int_eq(v, r->hi);
 	}
 	ck_assert_int_eq(connect_opts_set(o, 0, 1), CONNECT_EINVAL);
-	ck_assert_int_eq(connect_opts_set(o, 22, 1), CONNECT_EINVAL);
+	ck_assert_int_eq(connect_opts_set(o, 26, 1), CONNECT_EINVAL);
 	ck_assert_int_eq(connect_opts_set(o, -1, 1), CONNECT_EINVAL);
 	ck_assert_int_eq(connect_opts_get(o, 0, &v), CONNECT_EINVAL);
-	ck_assert_int_eq(connect_opts_get(o, 22, &v), CONNECT_EINVAL);
+	ck_assert_int_eq(connect_opts_get(o, 26, &v), CONNECT_EINVAL);
 	connect_opts_free(o);
 }
 END_TEST

@@ -337,6 +337,10 @@ static const struct opt_entry opt_table[] = {
 	{ CONNECT_OPT_TCP_KEEPALIVE, 1, 0, 1 },
 	{ CONNECT_OPT_CONNECT_TIMEOUT_MS, 10000, 1, INT32_MAX },
 	{ CONNECT_OPT_ACCEPT_QUEUE, 128, 1, 65536 },
+	{ CONNECT_OPT_SCTP_UDP_PORT, 9899, 0, 65535 },
+	{ CONNECT_OPT_SCTP_PEER_UDP_PORT, 0, 0, 65535 },
+	{ CONNECT_OPT_SCTP_HEARTBEAT_MS, 30000, 0, INT32_MAX },
+	{ CONNECT_OPT_SCTP_MAX_RETRANS, 5, 1, 100 },
 };
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
 
@@ -410,7 +414,7 @@ END_TEST
 
 START_TEST(test_opts_invalid)
 {
-	static const int unknown[] = { 0, -1, 22, 23, 100, INT32_MIN,
+	static const int unknown[] = { 0, -1, 26, 27, 100, INT32_MIN,
 				       INT32_MAX };
 	connect_opts *o = NULL;
 	int64_t v;

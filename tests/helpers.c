@@ -139,6 +139,12 @@ const struct t_transport t_table[T_COUNT] = {
 	[T_TCP6] = { "tcp6", "tcp", "[::1]", false, true, false, AF_INET6 },
 	[T_TLS] = { "tls", "tls+tcp", "127.0.0.1", true, false, true,
 		    AF_INET },
+#ifdef CONNECT_TEST_SCTP
+	[T_SCTP] = { "sctp", "sctp", "127.0.0.1", false, false, false,
+		     AF_INET, true },
+	[T_DTLS] = { "dtls-sctp", "dtls+sctp", "127.0.0.1", true, false, true,
+		     AF_INET, true },
+#endif
 #ifdef CONNECT_TEST_FAULT
 	[T_FAULT] = { "fault", "fault+tcp", "127.0.0.1", false, true, false,
 		      AF_INET },
@@ -204,6 +210,16 @@ static int t_opts(int t, int role, const connect_opts *opts,
 
 		if (connect_opts_get(opts, opt, &v) == CONNECT_OK)
 			connect_opts_set(o, opt, v);
+	}
+	/* Test programs run side by side: not the fixed default port. */
+	if (t_table[t].sctp) {
+		int64_t v = 0;
+
+		if (!opts ||
+		    (connect_opts_get(opts, CONNECT_OPT_SCTP_UDP_PORT, &v) ==
+			     CONNECT_OK &&
+		     v == 9899))
+			connect_opts_set(o, CONNECT_OPT_SCTP_UDP_PORT, 0);
 	}
 	if (t_table[t].tls) {
 		rc = tls_cfg(role, &cfg);

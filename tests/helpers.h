@@ -81,12 +81,18 @@ struct t_transport {
 	bool raw;           /* a raw TCP socket can speak its stream */
 	bool handshake;     /* handshakes run on listener threads */
 	int family;         /* address family of a raw socket */
+	bool sctp;          /* SCTP: the process's stack on any free UDP
+			     * port (CONNECT_OPT_SCTP_UDP_PORT 0) */
 };
 
 enum {
 	T_TCP4 = 0, /* TCP over 127.0.0.1 */
 	T_TCP6 = 1, /* TCP over [::1] */
 	T_TLS = 2,  /* TLS over 127.0.0.1, certificate for "localhost" */
+#ifdef CONNECT_TEST_SCTP
+	T_SCTP,     /* SCTP (usrsctp, UDP encapsulation) over 127.0.0.1 */
+	T_DTLS,     /* DTLS 1.2 over SCTP, certificate for "localhost" */
+#endif
 #ifdef CONNECT_TEST_FAULT
 	/* The test builds with the fault layer (check_conn_fault_*). */
 	T_FAULT,     /* fault+tcp: short transfers, EINTR */
