@@ -32,6 +32,9 @@ struct cn_fault_plan {
 	 * be): sends are never cut short, and each send is checked to be
 	 * exactly one whole TLS record (what a layer above must keep). */
 	bool messages;
+	/* >= 0: the send holding byte N goes with that byte flipped (below
+	 * a record layer: a record that fails its check). */
+	int64_t corrupt_send_at;
 };
 
 /* A plan that injects nothing. */

@@ -17,7 +17,8 @@
 
 static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cn_fault_plan plan = { .fail_send_at = -1,
-				     .fail_recv_at = -1 };
+				     .fail_recv_at = -1,
+				     .corrupt_send_at = -1 };
 static _Atomic unsigned eintr_every;
 static _Atomic uint64_t sys_calls, eintrs, messages, bad_records;
 
@@ -44,6 +45,7 @@ void cn_fault_plan_init(struct cn_fault_plan *p)
 	memset(p, 0, sizeof(*p));
 	p->fail_send_at = -1;
 	p->fail_recv_at = -1;
+	p->corrupt_send_at = -1;
 }
 
 void cn_fault_set(const struct cn_fault_plan *p)
@@ -178,6 +180,30 @@ static ssize_t fault_recv(struct cn_transport *t, void *buf, size_t len,
 	return fault_pass(f, got);
 }
 
+/* Message mode: send the message with the planned byte flipped. */
+static ssize_t fault_send_corrupt(struct fault_transport *f,
+				  const struct iovec *iov, int iovcnt,
+				  size_t total, int flags)
+{
+	uint8_t *m = cn_malloc(total ? total : 1);
+	struct iovec one;
+	size_t off = 0;
+	ssize_t put;
+
+	if (!m)
+		return CONNECT_ENOMEM;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(m + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	m[f->p.corrupt_send_at - f->tx.done] ^= 0x5a;
+	one.iov_base = m;
+	one.iov_len = total;
+	put = f->lower->ops->sendv(f->lower, &one, 1, flags);
+	cn_free(m);
+	return put;
+}
+
 static ssize_t fault_sendv(struct cn_transport *t, const struct iovec *iov,
 			   int iovcnt, int flags)
 {
@@ -197,7 +223,12 @@ static ssize_t fault_sendv(struct cn_transport *t, const struct iovec *iov,
 		if (f->tx.fail_at >= 0 && f->tx.done + (int64_t)total >
 						  f->tx.fail_at)
 			return fault_fail(f, "send");
-		put = f->lower->ops->sendv(f->lower, iov, iovcnt, flags);
+		if (f->p.corrupt_send_at >= f->tx.done &&
+		    f->p.corrupt_send_at < f->tx.done + (int64_t)total)
+			put = fault_send_corrupt(f, iov, iovcnt, total, flags);
+		else
+			put = f->lower->ops->sendv(f->lower, iov, iovcnt,
+						   flags);
 		if (put > 0)
 			f->tx.done += put;
 		return fault_pass(f, put);

@@ -86,12 +86,11 @@ struct tls_transport {
 	bool dtls;              /* DTLS 1.2 over a message transport */
 	size_t rec_max;         /* plaintext per record (DTLS: data MTU) */
 	bool push_blocked;      /* handshake: the last push would block */
-	uint64_t rx_seq;        /* DTLS: the last record's number (reader) */
-	bool rx_seq_known;
+	unsigned discarded0;    /* DTLS: records dropped by the handshake's end */
 	/* DTLS: a record is taken whole (GnuTLS drops what does not fit the
-	 * buffer), so a reader asking for less than a record gets it through
-	 * rspill (rec_max bytes, made on first need); rs_off/rs_len: what
-	 * is still to hand out (under lock). */
+	 * buffer), so a reader asking for less than the largest record gets
+	 * it through rspill (TLS_RECORD bytes, made on first need);
+	 * rs_off/rs_len: what is still to hand out (under lock). */
 	uint8_t *rspill;
 	size_t rs_off, rs_len;
 	gnutls_session_t session;
@@ -619,16 +618,18 @@ static int tls_flush(struct tls_transport *t, bool try)
 
 /*
  * DTLS drops a record that fails its check without a word (RFC 6347:
- * datagrams get lost anyway).  Below us nothing is lost (SCTP is reliable
- * and ordered), so a gap in the record numbers is a dropped record, and
- * the stream is broken.  Called with t->lock held.
+ * datagrams get lost anyway) and GnuTLS reads on as if nothing came.
+ * Below us nothing is lost (SCTP is reliable and ordered), so a dropped
+ * record is a broken stream: GnuTLS counts what it drops, and any drop
+ * after the handshake fails the session.  Records reach the reader whole
+ * (a peer may fill 2^14 bytes, whatever our own data MTU).  Called with
+ * t->lock held.
  */
 static ssize_t dtls_record_recv(struct tls_transport *t, void *buf,
 				size_t len)
 {
-	unsigned char seq[8];
-	uint64_t n = 0;
-	bool spill = len < t->rec_max;
+	bool spill = len < TLS_RECORD;
+	unsigned dropped;
 	ssize_t got;
 
 	if (t->rs_len > 0) {
@@ -639,28 +640,22 @@ static ssize_t dtls_record_recv(struct tls_transport *t, void *buf,
 		return got;
 	}
 	if (spill && !t->rspill) {
-		t->rspill = cn_malloc(t->rec_max);
+		t->rspill = cn_malloc(TLS_RECORD);
 		if (!t->rspill)
 			return tls_fail(t, CONNECT_ENOMEM,
 					"no memory for a DTLS record");
 	}
-	got = gnutls_record_recv_seq(t->session, spill ? t->rspill : buf,
-				     spill ? t->rec_max : len, seq);
-	if (got <= 0)
-		return got;
-	for (int i = 0; i < 8; i++)
-		n = n << 8 | seq[i];
-	if (t->rx_seq_known && n != t->rx_seq + 1)
+	got = gnutls_record_recv(t->session, spill ? t->rspill : buf,
+				 spill ? TLS_RECORD : len);
+	dropped = gnutls_record_get_discarded(t->session) - t->discarded0;
+	if (dropped > 0)
 		return tls_fail(t, CONNECT_ETLS,
-				"DTLS record %llu came after %llu: records "
-				"in between failed their check and were "
-				"dropped",
-				(unsigned long long)(n & 0xffffffffffffULL),
-				(unsigned long long)(t->rx_seq &
-						     0xffffffffffffULL));
-	t->rx_seq = n;
-	t->rx_seq_known = true;
-	if (spill) {
+				"%u DTLS record%s failed %s check and %s "
+				"dropped: the stream is broken",
+				dropped, dropped == 1 ? "" : "s",
+				dropped == 1 ? "its" : "their",
+				dropped == 1 ? "was" : "were");
+	if (got > 0 && spill) {
 		t->rs_off = 0;
 		t->rs_len = (size_t)got;
 		return dtls_record_recv(t, buf, len);
@@ -1113,6 +1108,7 @@ static int dtls_established(struct tls_transport *t, char *reason,
 	int ret;
 
 	t->rec_max = mtu > 0 && mtu < TLS_RECORD ? mtu : TLS_RECORD;
+	t->discarded0 = gnutls_record_get_discarded(t->session);
 	if (t->lower->ops->auth_key == NULL)
 		return 0;
 	ret = gnutls_prf_rfc5705(t->session, sizeof(label) - 1, label, 0,
