@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/sockios.h>
@@ -61,7 +62,8 @@ ssize_t cn_sock_recv(int fd, void *buf, size_t len, int flags,
 ssize_t cn_sock_sendv(int fd, const struct iovec *iov, int iovcnt, int flags,
 		      struct cn_transport *t)
 {
-	int f = MSG_NOSIGNAL | ((flags & CN_IO_NONBLOCK) ? MSG_DONTWAIT : 0);
+	int f = MSG_NOSIGNAL | ((flags & CN_IO_NONBLOCK) ? MSG_DONTWAIT : 0) |
+		((flags & CN_IO_MORE) ? MSG_MORE : 0);
 	struct msghdr msg;
 	ssize_t n;
 
@@ -158,46 +160,79 @@ static bool sock_is_closed(int fd)
 	       ti.tcpi_state == TCP_CLOSE;
 }
 
+/* The first look after shutdown: one smoothed round trip (an
+ * acknowledgement sent at once is back by then), in nanoseconds. */
+static long first_look_ns(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	long ns = 100000;
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    len >= offsetof(struct tcp_info, tcpi_rtt) + sizeof(ti.tcpi_rtt))
+		ns = (long)ti.tcpi_rtt * 1000;
+	return ns < 20000 ? 20000 : ns > 10000000 ? 10000000 : ns;
+}
+
 int cn_sock_wait_acked(int fd, struct cn_transport *t, size_t grace)
 {
-	struct timespec pause = { 0, 100000 }; /* 0.1 ms, doubling to 10 */
+	struct timespec ts = { 0, 0 };
+	bool hup = false;
 	int pending;
 
-	/* SIOCOUTQ counts the bytes not yet acknowledged by the peer (the FIN
-	 * included).  No event tells when it reaches 0: look, with a pause
-	 * growing from 0.1 to 10 ms (a peer that is libconnect acknowledges
-	 * our FIN at once: see tcp_eof).  The caller's linger bounds the
-	 * wait, by abort. */
+	/*
+	 * SIOCOUTQ counts the bytes not yet acknowledged by the peer (the FIN
+	 * included).  Linux raises no event when an acknowledgement that
+	 * carries nothing else arrives, so we look again after one smoothed
+	 * round trip (the peer's lower transport acknowledges our end at
+	 * once when it reads it: tcp_eof, and tls_drain_lower for the
+	 * close_notify before it), then at doubling intervals up to 10 ms (a
+	 * peer whose host delays the acknowledgement).  In between, ppoll
+	 * sleeps on the socket: a reset, and the abort that ends the
+	 * caller's linger, wake it at once, until POLLHUP stands for good
+	 * (the peer had ended its direction before we ended ours), after
+	 * which only the clock wakes it.
+	 */
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = 0 };
+		struct pollfd pfd = { .fd = hup ? -1 : fd, .events = 0 };
 
 		if (atomic_load(&t->aborted))
 			return CONNECT_ECLOSED;
 		if (ioctl(fd, SIOCOUTQ, &pending) < 0 || pending <= 0)
 			return CONNECT_OK;
-		/* POLLERR, or a closed socket whose error another thread
-		 * took: the peer reset the connection, and what is pending
-		 * now will never be acknowledged. */
-		if ((ppoll(&pfd, 1, &pause, NULL) > 0 &&
-		     (pfd.revents & POLLERR)) ||
-		    sock_is_closed(fd)) {
-			int err = 0;
-			socklen_t len = sizeof(err);
-
-			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-			if (ioctl(fd, SIOCOUTQ, &pending) < 0 ||
-			    (size_t)pending <= grace + 1)
-				return CONNECT_OK;
-			if (atomic_load(&t->aborted))
-				return CONNECT_ECLOSED;
-			cn_transport_set_error(t, CONNECT_ECONNRESET,
-					       "%s reset the connection with %d "
-					       "byte(s) we sent unacknowledged",
-					       t->peer, pending - 1);
-			return CONNECT_ECONNRESET;
+		if (sock_is_closed(fd))
+			break;
+		if (ts.tv_nsec == 0)
+			ts.tv_nsec = first_look_ns(fd);
+		else if (ts.tv_nsec < 5000000)
+			ts.tv_nsec *= 2;
+		else
+			ts.tv_nsec = 10000000;
+		if (ppoll(&pfd, 1, &ts, NULL) > 0) {
+			/* POLLERR: the peer reset the connection. */
+			if (pfd.revents & POLLERR)
+				break;
+			if (pfd.revents & POLLHUP)
+				hup = true;
 		}
-		if (pause.tv_nsec < 10000000)
-			pause.tv_nsec *= 2;
+	}
+	/* Reset (POLLERR), or closed with the error taken by another thread:
+	 * what is pending now will never be acknowledged. */
+	{
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (ioctl(fd, SIOCOUTQ, &pending) < 0 ||
+		    (size_t)pending <= grace + 1)
+			return CONNECT_OK;
+		if (atomic_load(&t->aborted))
+			return CONNECT_ECLOSED;
+		cn_transport_set_error(t, CONNECT_ECONNRESET,
+				       "%s reset the connection with %d "
+				       "byte(s) we sent unacknowledged",
+				       t->peer, pending - 1);
+		return CONNECT_ECONNRESET;
 	}
 }
 

@@ -48,6 +48,11 @@ struct cn_transport;
 
 /* Flags of recv and sendv. */
 #define CN_IO_NONBLOCK 1 /* CONNECT_EAGAIN instead of waiting */
+/* sendv: the end of our stream (shutdown) follows at once; a stream
+ * transport may hold these bytes back to send them with it (TCP: in the
+ * FIN's segment, so that the peer acknowledges both at once).  Transports
+ * that cannot tell ignore it. */
+#define CN_IO_MORE 2
 
 /* Events of wait. */
 #define CN_WAIT_READ 1

@@ -557,9 +557,9 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
  * Write t->wout to the lower transport (wlock held): as one stream, or one
  * message per record.
  */
-static int tls_write_out(struct tls_transport *t)
+static int tls_write_out(struct tls_transport *t, int flags)
 {
-	ssize_t n = tls_lower_write(t, t->wout.p, t->wout.len, 0);
+	ssize_t n = tls_lower_write(t, t->wout.p, t->wout.len, flags);
 	int rc;
 
 	if (n >= 0)
@@ -574,10 +574,11 @@ static int tls_write_out(struct tls_transport *t)
 /*
  * Write what the push callback gathered, in order, holding no GnuTLS lock
  * while blocked.  The writer calls it after each GnuTLS call; the reader
- * only tries (a reader never waits for the writer's socket).
+ * only tries (a reader never waits for the writer's socket).  flags: for
+ * the lower sendv (CN_IO_MORE before the end of the stream).
  * Returns CONNECT_OK or the session's failure.
  */
-static int tls_flush(struct tls_transport *t, bool try)
+static int tls_flush(struct tls_transport *t, bool try, int flags)
 {
 	struct tls_buf tmp;
 	bool more;
@@ -599,7 +600,7 @@ static int tls_flush(struct tls_transport *t, bool try)
 			pthread_mutex_unlock(&t->lock);
 			if (t->wout.len == 0)
 				break;
-			rc = tls_write_out(t);
+			rc = tls_write_out(t, flags);
 			t->wout.len = 0;
 			if (rc != CONNECT_OK)
 				break;
@@ -663,6 +664,32 @@ static ssize_t dtls_record_recv(struct tls_transport *t, void *buf,
 	return got;
 }
 
+/*
+ * The peer's close_notify came.  A peer that ends the lower stream after it
+ * (libconnect does at once: the TCP FIN, often in the same segment) waits
+ * in its close until our host acknowledges that end, and the kernel delays
+ * the acknowledgement of a FIN (it expects the application to answer with
+ * its own) unless the stream is read to its end, which the lower transport
+ * acknowledges at once (TCP: tcp_eof).  So read the lower stream, without
+ * waiting, to its end if it is there; bytes after close_notify are
+ * dropped (TLS ignores them).  A message transport (DTLS over SCTP) ends
+ * its own way: left alone.
+ */
+static void tls_drain_lower(struct tls_transport *t)
+{
+	uint8_t buf[512];
+
+	if (t->records)
+		return;
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = t->lower->ops->recv(t->lower, buf, sizeof(buf),
+						CN_IO_NONBLOCK);
+
+		if (n <= 0)
+			return;
+	}
+}
+
 static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 			int flags)
 {
@@ -696,7 +723,7 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 						    "session: refused");
 
 				pthread_mutex_unlock(&t->lock);
-				(void)tls_flush(t, true);
+				(void)tls_flush(t, true, 0);
 				return code;
 			}
 		}
@@ -710,9 +737,11 @@ static ssize_t tls_recv(struct cn_transport *base, void *buf, size_t len,
 		pthread_mutex_unlock(&t->lock);
 		/* Not expected after the handshake, but do not strand it. */
 		if (pushed)
-			(void)tls_flush(t, true);
-		if (n == 0)
+			(void)tls_flush(t, true, 0);
+		if (n == 0) {
 			atomic_store(&t->peer_closed, true);
+			tls_drain_lower(t);
+		}
 		if (n >= 0)
 			return n; /* > 0: data; 0: close_notify */
 		switch (n) {
@@ -748,7 +777,7 @@ static ssize_t tls_send_record(struct tls_transport *t, const void *buf,
 	if (n < 0)
 		n = tls_io_error(t, (int)n, false);
 	pthread_mutex_unlock(&t->lock);
-	rc = tls_flush(t, false);
+	rc = tls_flush(t, false, 0);
 	if (n >= 0 && rc != CONNECT_OK)
 		n = rc;
 	return n;
@@ -865,7 +894,11 @@ static int tls_shutdown(struct cn_transport *base, size_t grace)
 		ret = tls_io_error(t, ret, false);
 	bye = t->wbuf.len;
 	pthread_mutex_unlock(&t->lock);
-	code = tls_flush(t, false);
+	/* The lower stream's end follows at once: the close_notify may wait
+	 * for it and go in one segment (TCP), which the peer's lower
+	 * transport, reading to the end after close_notify, acknowledges at
+	 * once (tls_drain_lower). */
+	code = tls_flush(t, false, CN_IO_MORE);
 	/* Over a message transport without half-close (SCTP) the peer may
 	 * have ended the association after its close_notify before ours
 	 * could go: is its close_notify waiting, unread, below? */
@@ -886,10 +919,27 @@ static int tls_shutdown(struct cn_transport *base, size_t grace)
 		return ret;
 	if (code != CONNECT_OK)
 		return code;
+	/*
+	 * Over a stream, the peer's close_notify may be below, unread: the
+	 * application closes as soon as the peer's close returned, before our
+	 * reader came to it (a libconnect peer's close returns once our host
+	 * acknowledged it), and the peer's socket, closed by now, answers our
+	 * close_notify with a reset.  Look (without waiting) before the lower
+	 * stream ends, so that the courtesy rule holds.
+	 */
+	if (!peer_closed && !t->records)
+		peer_closed = atomic_load(&t->peer_closed) ||
+			      tls_peer_closed_below(t);
 	/* Then the lower stream ends (TCP: FIN, and the wait until the peer
 	 * has everything: closing before could reset it away). */
 	code = t->lower->ops->shutdown(t->lower,
 				       grace + (peer_closed ? bye : 0));
+	/* The peer's close_notify came while we waited, and its reset with
+	 * it: judge again with our close_notify a courtesy (the lower stream
+	 * is ended already: this only counts what the peer acknowledged). */
+	if (tls_is_reset(code) && !peer_closed && !t->records &&
+	    tls_peer_closed_below(t))
+		code = t->lower->ops->shutdown(t->lower, grace + bye);
 	if (code != CONNECT_OK && code != CONNECT_ECLOSED) {
 		pthread_mutex_lock(&t->lock);
 		code = tls_fail_lower(t, code);
