@@ -1284,6 +1284,58 @@ START_TEST(close_after_peer_reset_loses)
 END_TEST
 
 /*
+ * The second closer: after an exchange, one side closes (default linger)
+ * and its close returns CONNECT_OK; then the other side closes, either
+ * after its recv said CONNECT_EEOF or at once, before its reader may have
+ * come to the peer's end (over TLS its close_notify then meets a socket
+ * the peer has closed).  Everything was delivered both ways, so the
+ * second close is CONNECT_OK too, on every row.
+ */
+START_TEST(second_close_ok)
+{
+	enum { N = 20, LEN = 100, ROUNDS = 10 };
+	int t = _i;
+
+	for (int r = 0; r < ROUNDS; r++) {
+		connect_conn *c, *s;
+		connect_datagram *dg;
+		int rc;
+
+		t_pair(t, NULL, NULL, &c, &s);
+		for (uint32_t i = 0; i < N; i++) {
+			ck_assert_int_eq(connect_send(c, dg_make(1, i, LEN)),
+					 CONNECT_OK);
+			ck_assert_int_eq(connect_send(s, dg_make(2, i, LEN)),
+					 CONNECT_OK);
+		}
+		for (uint32_t i = 0; i < N; i++) {
+			ck_assert_int_eq(connect_recv_wait(s, &dg,
+							   scaled_ms(10000)),
+					 CONNECT_OK);
+			connect_datagram_free(dg);
+			ck_assert_int_eq(connect_recv_wait(c, &dg,
+							   scaled_ms(10000)),
+					 CONNECT_OK);
+			connect_datagram_free(dg);
+		}
+		rc = connect_close(c, -1, NULL);
+		ck_assert_msg(rc == CONNECT_OK, "round %d: first close: %s", r,
+			      connect_err_name(rc));
+		if (r & 1) {
+			rc = connect_recv_wait(s, &dg, scaled_ms(10000));
+			ck_assert_msg(rc == CONNECT_EEOF,
+				      "round %d: recv after the peer's close: "
+				      "%s", r, connect_err_name(rc));
+		}
+		rc = connect_close(s, -1, NULL);
+		ck_assert_msg(rc == CONNECT_OK, "round %d (%s): second close: "
+			      "%s", r, (r & 1) ? "after EEOF" : "at once",
+			      connect_err_name(rc));
+	}
+}
+END_TEST
+
+/*
  * Both ends close at the same time after an exchange: both report
  * success, and each side's data arrived.
  */
@@ -1438,6 +1490,7 @@ static void add_tests(TCase *tc, int t)
 	ADD(addresses);
 	ADD(threads_joined);
 	ADD(close_both_at_once);
+	ADD(second_close_ok);
 	ADD(recv_idle_timeout);
 	if (t_is_raw(t)) {
 		ADD(close_after_peer_gone);
