@@ -1424,9 +1424,14 @@ static void send_fd_arm(struct connect_conn *c)
 /* Under recv_lock: recv_try clears the descriptor under it. */
 int connect_conn_fd(connect_conn *c)
 {
+	bool attached;
+
 	if (!c)
 		return CONNECT_EINVAL;
-	if (atomic_load(&c->inbox))
+	enter(c);
+	attached = atomic_load(&c->inbox) != NULL;
+	leave(c);
+	if (attached)
 		return CONNECT_EATTACHED;
 	return lazy_fd(c, &c->efd, &c->recv_lock, recv_fd_arm);
 }
@@ -1514,8 +1519,8 @@ int connect_conn_peer_identity(connect_conn *c, int what, char *buf,
 
 	if (!c || !buf || len == 0)
 		return CONNECT_EINVAL;
-	buf[0] = '\0';
 	enter(c);
+	buf[0] = '\0';
 	if (atomic_load(&c->closing))
 		rc = CONNECT_ECLOSED;
 	else if (!c->t->ops->peer_identity)
