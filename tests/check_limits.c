@@ -216,7 +216,7 @@ static bool known_code(int rc)
  * when an allocation fails; nothing may crash, hang or leak.  Returns true
  * when every step succeeded.
  */
-static bool one_life(void)
+static bool one_life(int row)
 {
 	connect_listener *l = NULL;
 	connect_conn *c = NULL, *s = NULL;
@@ -224,11 +224,11 @@ static bool one_life(void)
 	bool ok = false;
 	int rc;
 
-	rc = connect_listen(&l, "tcp://127.0.0.1:0", NULL);
+	rc = t_listen(row, NULL, &l);
 	ck_assert(known_code(rc));
 	if (rc)
 		return false;
-	rc = t_dial(T_TCP4, connect_listener_port(l), NULL, &c);
+	rc = t_dial(row, connect_listener_port(l), NULL, &c);
 	ck_assert(known_code(rc));
 	if (rc)
 		goto out;
@@ -272,8 +272,11 @@ out:
 	return ok;
 }
 
+/* Over TCP, and over TLS (handshake, records, close_notify). */
 START_TEST(alloc_fails_everywhere)
 {
+	static const int rows[] = { T_TCP4, T_TLS };
+	int row = rows[_i];
 	long n, total, failures = 0;
 	int64_t t0 = now_ms();
 
@@ -282,7 +285,7 @@ START_TEST(alloc_fails_everywhere)
 	atomic_store(&alloc_fail_at, 0);
 	cn_allocator.malloc = fail_malloc;
 	cn_allocator.realloc = fail_realloc;
-	ck_assert(one_life());
+	ck_assert(one_life(row));
 	total = atomic_load(&alloc_count);
 	ck_assert_int_gt(total, 5);
 	/* Fail the 1st, the 2nd, ... each in a fresh life.  Threads race, so
@@ -292,16 +295,16 @@ START_TEST(alloc_fails_everywhere)
 		atomic_store(&alloc_count, 0);
 		atomic_store(&alloc_failed, 0);
 		atomic_store(&alloc_fail_at, n);
-		if (!one_life())
+		if (!one_life(row))
 			failures++;
 		ck_assert_int_le(now_ms() - t0, scaled_ms(120000));
 	}
 	cn_allocator.malloc = malloc;
 	cn_allocator.realloc = realloc;
 	ck_assert_msg(failures > 0, "no injected failure was ever seen");
-	fprintf(stderr, "alloc_fails_everywhere: %ld allocations per life, "
-			"%ld lives failed cleanly\n",
-		total, failures);
+	fprintf(stderr, "alloc_fails_everywhere %s: %ld allocations per "
+			"life, %ld lives failed cleanly\n",
+		t_name(row), total, failures);
 }
 END_TEST
 
@@ -376,7 +379,8 @@ static Suite *limits_suite(void)
 
 	add_case(s, "recv_memory_bound", recv_memory_bound);
 	add_case(s, "rss_returns", rss_returns_after_bursts);
-	add_case(s, "alloc_fails", alloc_fails_everywhere);
+	tcase_add_loop_test(t_tcase(s, "alloc_fails", 300),
+			    alloc_fails_everywhere, 0, 2);
 	add_case(s, "out_of_descriptors", out_of_descriptors);
 	return s;
 }
