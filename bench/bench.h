@@ -71,6 +71,9 @@ struct bench_system {
 	int role;
 	bench_fn fn[BM_COUNT]; /* NULL: the system does not do that measure */
 	const char *note;  /* printed with the system list */
+	/* The share of --duration and --warmup its cells run (0: all of
+	 * them), for systems whose cells would make a full run too long. */
+	double share;
 };
 
 enum bench_role {

@@ -652,14 +652,20 @@ static double pct(const uint64_t *v, size_t n, double q)
 	return (double)v[i] / 1e3;
 }
 
+/* The share of --duration and --warmup the cells of system s run. */
+static double sys_share(size_t s)
+{
+	return systems[s].share > 0 ? systems[s].share : 1;
+}
+
 static bool run_cell(int m, size_t s, size_t z, int k, int run)
 {
 	struct bench_cell c = {
 		.measure = m,
 		.size = all_sizes[z],
 		.conns = m == BM_MANY ? opt.conns[k] : 1,
-		.duration_ns = (uint64_t)(opt.duration * 1e9),
-		.warmup_ns = (uint64_t)(opt.warmup * 1e9),
+		.duration_ns = (uint64_t)(opt.duration * sys_share(s) * 1e9),
+		.warmup_ns = (uint64_t)(opt.warmup * sys_share(s) * 1e9),
 		.certdir = opt.certdir,
 	};
 	struct bench_result r;
@@ -708,7 +714,7 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 	rec->ok = !rec->err[0];
 
 	if (!opt.quiet || rec->err[0]) {
-		fprintf(stderr, "run %d/%d %-4s %-11s %8s", run + 1, opt.runs,
+		fprintf(stderr, "run %d/%d %-4s %-17s %8s", run + 1, opt.runs,
 			measure_names[m], systems[s].name,
 			size_name(c.size));
 		if (m == BM_MANY)
@@ -910,6 +916,7 @@ int main(int argc, char **argv)
 	bool list = false;
 	size_t n;
 	int ch, failed = 0, ncells = 0;
+	double est = 0; /* seconds per run */
 
 	opt.runs = 5;
 	opt.duration = 1;
@@ -1002,7 +1009,7 @@ int main(int argc, char **argv)
 
 	if (list) {
 		for (size_t s = 0; s < nsystems; s++) {
-			printf("%-12s %-22s", systems[s].name,
+			printf("%-17s %-22s", systems[s].name,
 			       systems[s].label);
 			for (int m = 0; m < BM_COUNT; m++)
 				if (systems[s].fn[m])
@@ -1043,6 +1050,9 @@ int main(int argc, char **argv)
 						return 1;
 					}
 					ncells++;
+					est += (opt.duration + opt.warmup) *
+						       sys_share(s) +
+					       0.05;
 				}
 			}
 		}
@@ -1075,11 +1085,17 @@ int main(int argc, char **argv)
 				if (recs[m][ns][z][0].runs)
 					any = true;
 		if (any && !bench_nng_tls()) {
+			double cell_s = (opt.duration + opt.warmup) *
+						sys_share((size_t)ns) +
+					0.05;
+
 			printf("# nng: built without TLS, nng-tls left out\n");
 			for (int m = 0; m < BM_COUNT; m++)
 				for (size_t z = 0; z < NSIZES; z++) {
-					if (recs[m][ns][z][0].runs)
+					if (recs[m][ns][z][0].runs) {
 						ncells--;
+						est -= cell_s;
+					}
 					free(recs[m][ns][z][0].runs);
 					recs[m][ns][z][0].runs = NULL;
 				}
@@ -1087,7 +1103,7 @@ int main(int argc, char **argv)
 	}
 #endif
 	printf("# %d cells x %d runs, about %.0f s\n", ncells, opt.runs,
-	       ncells * opt.runs * (opt.duration + opt.warmup + 0.05));
+	       est * opt.runs);
 	fflush(stdout);
 
 	/* Round-robin: within a run, for each measure and size, every

@@ -655,12 +655,12 @@ static int lc_tcp_many(const struct bench_cell *c, struct bench_result *r)
 
 static const struct bench_system lc_systems[] = {
 	{ "connect-tcp", "libconnect TCP", BS_CONNECT_TCP,
-	  { lc_tcp_tput, lc_tcp_lat, lc_tcp_many }, NULL },
+	  { lc_tcp_tput, lc_tcp_lat, lc_tcp_many }, NULL, 0 },
 	{ "connect-tls", "libconnect TLS", BS_CONNECT_TLS,
-	  { lc_tls_tput, lc_tls_lat, NULL }, NULL },
+	  { lc_tls_tput, lc_tls_lat, NULL }, NULL, 0 },
 	{ "connect-inbox", "libconnect TCP inbox", BS_CONNECT_INBOX,
 	  { NULL, NULL, lc_inbox },
-	  "many: the receiver pops from one inbox" },
+	  "many: the receiver pops from one inbox", 0 },
 };
 
 const struct bench_system *bench_connect_systems(size_t *n)
