@@ -81,7 +81,9 @@ static bool is_connect(int s)
 {
 	return systems[s].role == BS_CONNECT_TCP ||
 	       systems[s].role == BS_CONNECT_TLS ||
-	       systems[s].role == BS_CONNECT_INBOX;
+	       systems[s].role == BS_CONNECT_INBOX ||
+	       systems[s].role == BS_CONNECT_SCTP ||
+	       systems[s].role == BS_CONNECT_DTLS_SCTP;
 }
 
 static int find_system(int role)
