@@ -1,6 +1,6 @@
 /*
  * connect-bench: libconnect side by side with ZeroMQ, nng and the limits of
- * plain sockets and bare GnuTLS (see bench/README).
+ * plain sockets, bare GnuTLS and plain usrsctp (see bench/README).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *

@@ -369,6 +369,9 @@ static void print_tput(void)
 	int zq = find_system(BS_ZMQ), nt = find_system(BS_NNG_TCP);
 	int ns = find_system(BS_NNG_TLS), xt = find_system(BS_LIMIT_TCP);
 	int xs = find_system(BS_LIMIT_TLS);
+	int cp = find_system(BS_CONNECT_SCTP);
+	int cd = find_system(BS_CONNECT_DTLS_SCTP);
+	int xp = find_system(BS_LIMIT_SCTP);
 
 	printf("\nOne-way throughput, one connection: messages/s at the "
 	       "receiver\n(median of the runs, %s)\n\n", range_note());
@@ -383,6 +386,8 @@ static void print_tput(void)
 	ratio_row("TCP / plain TCP", BM_TPUT, lt, xt, 0, F_RATE);
 	ratio_row("TLS / bare GnuTLS", BM_TPUT, ls, xs, 0, F_RATE);
 	ratio_row("TLS / nng TLS", BM_TPUT, ls, ns, 0, F_RATE);
+	ratio_row("SCTP / plain usrsctp", BM_TPUT, cp, xp, 0, F_RATE);
+	ratio_row("DTLS-SCTP / usrsctp", BM_TPUT, cd, xp, 0, F_RATE);
 
 	printf("\nOne-way throughput, one connection: payload MB/s "
 	       "(10^6 bytes), medians\n\n");
@@ -402,6 +407,9 @@ static void print_lat(void)
 	int lt = find_system(BS_CONNECT_TCP), ls = find_system(BS_CONNECT_TLS);
 	int zq = find_system(BS_ZMQ), xt = find_system(BS_LIMIT_TCP);
 	int xs = find_system(BS_LIMIT_TLS);
+	int cp = find_system(BS_CONNECT_SCTP);
+	int cd = find_system(BS_CONNECT_DTLS_SCTP);
+	int xp = find_system(BS_LIMIT_SCTP);
 
 	for (size_t i = 0; i < 3; i++) {
 		printf("\nRound trip, one message outstanding: %s in "
@@ -416,6 +424,8 @@ static void print_lat(void)
 		ratio_row("TCP / ZeroMQ", BM_LAT, lt, zq, 0, pct[i].f);
 		ratio_row("TCP / plain TCP", BM_LAT, lt, xt, 0, pct[i].f);
 		ratio_row("TLS / bare GnuTLS", BM_LAT, ls, xs, 0, pct[i].f);
+		ratio_row("SCTP / plain usrsctp", BM_LAT, cp, xp, 0, pct[i].f);
+		ratio_row("DTLS-SCTP / usrsctp", BM_LAT, cd, xp, 0, pct[i].f);
 	}
 }
 
@@ -941,6 +951,10 @@ int main(int argc, char **argv)
 #endif
 	sys = bench_limit_systems(&n);
 	add_systems(sys, n);
+#ifdef HAVE_USRSCTP
+	sys = bench_sctp_systems(&n);
+	add_systems(sys, n);
+#endif
 
 	while ((ch = getopt_long(argc, argv, "qh", lopts, NULL)) != -1) {
 		switch (ch) {
