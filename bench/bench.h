@@ -228,6 +228,9 @@ int bench_thread(void *(*fn)(void *), void *arg, void *tidp);
  * "SCTP timer", "SCTP/UDP/IP4 rcv"...: whether its stack runs here.
  */
 int bench_threads_named(const char *prefix);
+/* Wait up to ms for none to be left (a thread just joined may still be
+ * listed for a moment): how many are left, or -1. */
+int bench_threads_gone(const char *prefix, int ms);
 #define BENCH_SCTP_THREADS "SCTP"
 
 /* Read a whole file into a NUL-terminated buffer (malloc'd), or NULL. */

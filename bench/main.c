@@ -751,6 +751,20 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 	return rec->ok;
 }
 
+/*
+ * The library's warnings (an SCTP stack that would not stop, say), with
+ * the cell they came in; not the ends of connections ("CONNECT-CONN"),
+ * which every teardown that cuts connections makes.
+ */
+static void log_warning(void *arg, int level, const char *id, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	if (strcmp(id, "CONNECT-CONN") != 0)
+		fprintf(stderr, "connect-bench: %s: libconnect %s: %s\n",
+			cell_name, id, msg);
+}
+
 /* ---- options ----------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -1083,6 +1097,7 @@ int main(int argc, char **argv)
 		if (bench_thread(watchdog_main, NULL, &wd) == 0)
 			pthread_detach(wd);
 	}
+	connect_set_logger(log_warning, NULL, CONNECT_LOG_WARN);
 	describe(meta, sizeof(meta));
 	fputs(meta, stdout);
 #ifndef HAVE_ZMQ

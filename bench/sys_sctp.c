@@ -799,7 +799,7 @@ static int sctp_forked(const struct bench_cell *c, struct bench_result *r,
 
 	/* A stack of libconnect's still running here would be copied,
 	 * half alive, into the child. */
-	if (bench_threads_named(BENCH_SCTP_THREADS) != 0) {
+	if (bench_threads_gone(BENCH_SCTP_THREADS, 1000) != 0) {
 		bench_fail(r, "an SCTP stack runs in this process (a libconnect "
 			   "cell did not stop it): no child forked");
 		return -1;

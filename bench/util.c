@@ -269,6 +269,17 @@ int bench_threads_named(const char *prefix)
 	return n;
 }
 
+int bench_threads_gone(const char *prefix, int ms)
+{
+	uint64_t end = bench_now() + (uint64_t)ms * 1000000u;
+	struct timespec ts = { 0, 5 * 1000000L };
+	int n;
+
+	while ((n = bench_threads_named(prefix)) > 0 && bench_now() < end)
+		nanosleep(&ts, NULL);
+	return n;
+}
+
 /* ---- plain sockets ------------------------------------------------------------ */
 
 int bench_tcp_pair(struct bench_result *r, int *client, int *server)
