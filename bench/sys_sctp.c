@@ -876,7 +876,7 @@ static int limit_lat(const struct bench_cell *c, struct bench_result *r)
 static const struct bench_system sctp_systems[] = {
 	{ "limit-sctp", "plain usrsctp (limit)", BS_LIMIT_SCTP,
 	  { limit_tput, limit_lat, NULL },
-	  "a process of its own per cell; cells of 0.4 of the duration", 0.4 },
+	  "a process of its own per cell; cells of 0.3 x the duration", 0.3 },
 };
 
 const struct bench_system *bench_sctp_systems(size_t *n)
