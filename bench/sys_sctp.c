@@ -247,6 +247,18 @@ static int stack_start(struct bench_result *r, uint16_t *port)
 		return -1;
 	}
 	usrsctp_init(*port, NULL, NULL);
+	/* usrsctp binds the port without saying whether it could: if we
+	 * still can, somebody took it in between (and nothing would
+	 * arrive). */
+	{
+		uint16_t again = *port;
+
+		if (udp_probe(AF_INET, &again) != EADDRINUSE) {
+			bench_fail(r, "usrsctp could not bind UDP port %u",
+				   (unsigned)*port);
+			return -1;
+		}
+	}
 	usrsctp_sysctl_set_sctp_no_csum_on_loopback(0);
 	udp_buffers(*port);
 	return 0;
