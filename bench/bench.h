@@ -1,6 +1,6 @@
 /*
  * connect-bench: libconnect side by side with ZeroMQ, nng and the limits of
- * plain sockets and bare GnuTLS (see bench/README).
+ * plain sockets, bare GnuTLS and plain usrsctp (see bench/README).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
@@ -71,6 +71,9 @@ struct bench_system {
 	int role;
 	bench_fn fn[BM_COUNT]; /* NULL: the system does not do that measure */
 	const char *note;  /* printed with the system list */
+	/* The share of --duration and --warmup its cells run (0: all of
+	 * them), for systems whose cells would make a full run too long. */
+	double share;
 };
 
 enum bench_role {
@@ -82,11 +85,18 @@ enum bench_role {
 	BS_NNG_TLS,
 	BS_LIMIT_TCP,
 	BS_LIMIT_TLS,
+	BS_CONNECT_SCTP,
+	BS_CONNECT_DTLS_SCTP,
+	BS_LIMIT_SCTP,
 };
 
 /* The systems of each module (count written to *n). */
 const struct bench_system *bench_connect_systems(size_t *n);
 const struct bench_system *bench_limit_systems(size_t *n);
+#ifdef HAVE_USRSCTP
+/* limit-sctp: plain usrsctp, each cell in a child process. */
+const struct bench_system *bench_sctp_systems(size_t *n);
+#endif
 #ifdef HAVE_ZMQ
 const struct bench_system *bench_zmq_systems(size_t *n);
 #endif
@@ -211,6 +221,17 @@ int bench_queue_msgs(int conns, size_t size);
 
 /* A thread with a small stack; 0 or an errno value. */
 int bench_thread(void *(*fn)(void *), void *arg, void *tidp);
+
+/*
+ * The threads of this process whose name (/proc/self/task/N/comm) starts
+ * with prefix, or -1 when that cannot be read.  usrsctp names its threads
+ * "SCTP timer", "SCTP/UDP/IP4 rcv"...: whether its stack runs here.
+ */
+int bench_threads_named(const char *prefix);
+/* Wait up to ms for none to be left (a thread just joined may still be
+ * listed for a moment): how many are left, or -1. */
+int bench_threads_gone(const char *prefix, int ms);
+#define BENCH_SCTP_THREADS "SCTP"
 
 /* Read a whole file into a NUL-terminated buffer (malloc'd), or NULL. */
 char *bench_read_file(const char *path, size_t *lenp);

@@ -10,7 +10,7 @@
 #
 # Never built by `make` or `make check`, never installed: only on demand.
 # ZeroMQ and nng take part when configure found them (libzmq3-dev,
-# libnng-dev).
+# libnng-dev); the SCTP rows when the library has SCTP (usrsctp).
 
 EXTRA_PROGRAMS += bench/connect-bench
 
@@ -38,6 +38,12 @@ if HAVE_NNG
 bench_connect_bench_SOURCES += bench/sys_nng.c
 bench_connect_bench_CFLAGS += $(NNG_CFLAGS)
 bench_connect_bench_LDADD += $(NNG_LIBS)
+endif
+# The SCTP rows and their limit, when the library has the SCTP transport.
+if HAVE_USRSCTP
+bench_connect_bench_SOURCES += bench/sys_sctp.c
+bench_connect_bench_CFLAGS += $(USRSCTP_CFLAGS)
+bench_connect_bench_LDADD += $(USRSCTP_LIBS)
 endif
 
 EXTRA_DIST += \

@@ -81,7 +81,9 @@ static bool is_connect(int s)
 {
 	return systems[s].role == BS_CONNECT_TCP ||
 	       systems[s].role == BS_CONNECT_TLS ||
-	       systems[s].role == BS_CONNECT_INBOX;
+	       systems[s].role == BS_CONNECT_INBOX ||
+	       systems[s].role == BS_CONNECT_SCTP ||
+	       systems[s].role == BS_CONNECT_DTLS_SCTP;
 }
 
 static int find_system(int role)
@@ -367,6 +369,9 @@ static void print_tput(void)
 	int zq = find_system(BS_ZMQ), nt = find_system(BS_NNG_TCP);
 	int ns = find_system(BS_NNG_TLS), xt = find_system(BS_LIMIT_TCP);
 	int xs = find_system(BS_LIMIT_TLS);
+	int cp = find_system(BS_CONNECT_SCTP);
+	int cd = find_system(BS_CONNECT_DTLS_SCTP);
+	int xp = find_system(BS_LIMIT_SCTP);
 
 	printf("\nOne-way throughput, one connection: messages/s at the "
 	       "receiver\n(median of the runs, %s)\n\n", range_note());
@@ -381,6 +386,8 @@ static void print_tput(void)
 	ratio_row("TCP / plain TCP", BM_TPUT, lt, xt, 0, F_RATE);
 	ratio_row("TLS / bare GnuTLS", BM_TPUT, ls, xs, 0, F_RATE);
 	ratio_row("TLS / nng TLS", BM_TPUT, ls, ns, 0, F_RATE);
+	ratio_row("SCTP / plain usrsctp", BM_TPUT, cp, xp, 0, F_RATE);
+	ratio_row("DTLS-SCTP / usrsctp", BM_TPUT, cd, xp, 0, F_RATE);
 
 	printf("\nOne-way throughput, one connection: payload MB/s "
 	       "(10^6 bytes), medians\n\n");
@@ -400,6 +407,9 @@ static void print_lat(void)
 	int lt = find_system(BS_CONNECT_TCP), ls = find_system(BS_CONNECT_TLS);
 	int zq = find_system(BS_ZMQ), xt = find_system(BS_LIMIT_TCP);
 	int xs = find_system(BS_LIMIT_TLS);
+	int cp = find_system(BS_CONNECT_SCTP);
+	int cd = find_system(BS_CONNECT_DTLS_SCTP);
+	int xp = find_system(BS_LIMIT_SCTP);
 
 	for (size_t i = 0; i < 3; i++) {
 		printf("\nRound trip, one message outstanding: %s in "
@@ -414,6 +424,8 @@ static void print_lat(void)
 		ratio_row("TCP / ZeroMQ", BM_LAT, lt, zq, 0, pct[i].f);
 		ratio_row("TCP / plain TCP", BM_LAT, lt, xt, 0, pct[i].f);
 		ratio_row("TLS / bare GnuTLS", BM_LAT, ls, xs, 0, pct[i].f);
+		ratio_row("SCTP / plain usrsctp", BM_LAT, cp, xp, 0, pct[i].f);
+		ratio_row("DTLS-SCTP / usrsctp", BM_LAT, cd, xp, 0, pct[i].f);
 	}
 }
 
@@ -652,14 +664,20 @@ static double pct(const uint64_t *v, size_t n, double q)
 	return (double)v[i] / 1e3;
 }
 
+/* The share of --duration and --warmup the cells of system s run. */
+static double sys_share(size_t s)
+{
+	return systems[s].share > 0 ? systems[s].share : 1;
+}
+
 static bool run_cell(int m, size_t s, size_t z, int k, int run)
 {
 	struct bench_cell c = {
 		.measure = m,
 		.size = all_sizes[z],
 		.conns = m == BM_MANY ? opt.conns[k] : 1,
-		.duration_ns = (uint64_t)(opt.duration * 1e9),
-		.warmup_ns = (uint64_t)(opt.warmup * 1e9),
+		.duration_ns = (uint64_t)(opt.duration * sys_share(s) * 1e9),
+		.warmup_ns = (uint64_t)(opt.warmup * sys_share(s) * 1e9),
 		.certdir = opt.certdir,
 	};
 	struct bench_result r;
@@ -708,7 +726,7 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 	rec->ok = !rec->err[0];
 
 	if (!opt.quiet || rec->err[0]) {
-		fprintf(stderr, "run %d/%d %-4s %-11s %8s", run + 1, opt.runs,
+		fprintf(stderr, "run %d/%d %-4s %-17s %8s", run + 1, opt.runs,
 			measure_names[m], systems[s].name,
 			size_name(c.size));
 		if (m == BM_MANY)
@@ -731,6 +749,20 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 			fprintf(stderr, "\n");
 	}
 	return rec->ok;
+}
+
+/*
+ * The library's warnings (an SCTP stack that would not stop, say), with
+ * the cell they came in; not the ends of connections ("CONNECT-CONN"),
+ * which every teardown that cuts connections makes.
+ */
+static void log_warning(void *arg, int level, const char *id, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	if (strcmp(id, "CONNECT-CONN") != 0)
+		fprintf(stderr, "connect-bench: %s: libconnect %s: %s\n",
+			cell_name, id, msg);
 }
 
 /* ---- options ----------------------------------------------------------------------- */
@@ -910,6 +942,7 @@ int main(int argc, char **argv)
 	bool list = false;
 	size_t n;
 	int ch, failed = 0, ncells = 0;
+	double est = 0; /* seconds per run */
 
 	opt.runs = 5;
 	opt.duration = 1;
@@ -932,6 +965,10 @@ int main(int argc, char **argv)
 #endif
 	sys = bench_limit_systems(&n);
 	add_systems(sys, n);
+#ifdef HAVE_USRSCTP
+	sys = bench_sctp_systems(&n);
+	add_systems(sys, n);
+#endif
 
 	while ((ch = getopt_long(argc, argv, "qh", lopts, NULL)) != -1) {
 		switch (ch) {
@@ -1002,7 +1039,7 @@ int main(int argc, char **argv)
 
 	if (list) {
 		for (size_t s = 0; s < nsystems; s++) {
-			printf("%-12s %-22s", systems[s].name,
+			printf("%-17s %-22s", systems[s].name,
 			       systems[s].label);
 			for (int m = 0; m < BM_COUNT; m++)
 				if (systems[s].fn[m])
@@ -1043,6 +1080,9 @@ int main(int argc, char **argv)
 						return 1;
 					}
 					ncells++;
+					est += (opt.duration + opt.warmup) *
+						       sys_share(s) +
+					       0.05;
 				}
 			}
 		}
@@ -1057,6 +1097,7 @@ int main(int argc, char **argv)
 		if (bench_thread(watchdog_main, NULL, &wd) == 0)
 			pthread_detach(wd);
 	}
+	connect_set_logger(log_warning, NULL, CONNECT_LOG_WARN);
 	describe(meta, sizeof(meta));
 	fputs(meta, stdout);
 #ifndef HAVE_ZMQ
@@ -1075,11 +1116,17 @@ int main(int argc, char **argv)
 				if (recs[m][ns][z][0].runs)
 					any = true;
 		if (any && !bench_nng_tls()) {
+			double cell_s = (opt.duration + opt.warmup) *
+						sys_share((size_t)ns) +
+					0.05;
+
 			printf("# nng: built without TLS, nng-tls left out\n");
 			for (int m = 0; m < BM_COUNT; m++)
 				for (size_t z = 0; z < NSIZES; z++) {
-					if (recs[m][ns][z][0].runs)
+					if (recs[m][ns][z][0].runs) {
 						ncells--;
+						est -= cell_s;
+					}
 					free(recs[m][ns][z][0].runs);
 					recs[m][ns][z][0].runs = NULL;
 				}
@@ -1087,7 +1134,7 @@ int main(int argc, char **argv)
 	}
 #endif
 	printf("# %d cells x %d runs, about %.0f s\n", ncells, opt.runs,
-	       ncells * opt.runs * (opt.duration + opt.warmup + 0.05));
+	       est * opt.runs);
 	fflush(stdout);
 
 	/* Round-robin: within a run, for each measure and size, every

@@ -1,6 +1,7 @@
 /*
- * connect-bench: libconnect over TCP and over TLS, through the public API
- * only (connect_listen / connect_dial, as an application would).
+ * connect-bench: libconnect over TCP, TLS and (when the library has them)
+ * SCTP and DTLS over SCTP, through the public API only (connect_listen /
+ * connect_dial, as an application would).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
@@ -30,8 +31,18 @@
 #define LAT_TIMEOUT_MS 10000
 #define MANY_THREADS 16
 
-struct lc_ends {
-	connect_conn *client, *server;
+/* The transports measured. */
+enum lc_tr { LC_TCP, LC_TLS, LC_SCTP, LC_DTLS_SCTP };
+
+static const struct {
+	const char *scheme;
+	bool tls;  /* a TLS configuration on both ends */
+	bool sctp; /* the options of the SCTP stack */
+} lc_tr[] = {
+	[LC_TCP] = { "tcp", false, false },
+	[LC_TLS] = { "tls+tcp", true, false },
+	[LC_SCTP] = { "sctp", false, true },
+	[LC_DTLS_SCTP] = { "dtls+sctp", true, true },
 };
 
 static int lc_fail(struct bench_result *r, const char *what, int rc)
@@ -45,10 +56,16 @@ static int lc_fail(struct bench_result *r, const char *what, int rc)
  * Options for one side: the TLS configuration for the role and the name the
  * client verifies, plus the queue limits of the many-connection measure
  * (queue_bytes 0: the defaults).
+ *
+ * SCTP: both ends are in this process, and usrsctp is one stack per
+ * process, so they share it: it starts on any free UDP port (0, not the
+ * default 9899, which another program may hold), and the dialer sends to
+ * the stack's own port (a peer UDP port of 0 means "the same as ours").
  */
 static int lc_opts(struct bench_result *r, const struct bench_cell *c,
-		   bool tls, int role, int64_t queue_bytes, connect_opts **op)
+		   int tr, int role, int64_t queue_bytes, connect_opts **op)
 {
+	bool tls = lc_tr[tr].tls;
 	connect_opts *o;
 	connect_tls_config *cfg = NULL;
 	char path[1024], key[1024];
@@ -60,6 +77,16 @@ static int lc_opts(struct bench_result *r, const struct bench_cell *c,
 	if (queue_bytes) {
 		connect_opts_set(o, CONNECT_OPT_SEND_QUEUE_BYTES, queue_bytes);
 		connect_opts_set(o, CONNECT_OPT_RECV_QUEUE_BYTES, queue_bytes);
+	}
+	if (lc_tr[tr].sctp) {
+		rc = connect_opts_set(o, CONNECT_OPT_SCTP_UDP_PORT, 0);
+		if (!rc)
+			rc = connect_opts_set(o, CONNECT_OPT_SCTP_PEER_UDP_PORT,
+					      0);
+		if (rc) {
+			connect_opts_free(o);
+			return lc_fail(r, "SCTP options", rc);
+		}
 	}
 	if (tls) {
 		rc = connect_tls_config_new(&cfg, role);
@@ -96,19 +123,19 @@ fail:
 /* A listener on 127.0.0.1:0 and n clients dialed to it, with the server
  * end of client i in server[i]. */
 static int lc_connect(struct bench_result *r, const struct bench_cell *c,
-		      bool tls, int n, int64_t queue_bytes,
+		      int tr, int n, int64_t queue_bytes,
 		      connect_conn **client, connect_conn **server)
 {
 	connect_opts *so = NULL, *co = NULL;
 	connect_listener *l = NULL;
-	const char *scheme = tls ? "tls+tcp" : "tcp";
+	const char *scheme = lc_tr[tr].scheme;
 	char url[128];
 	int rc, i, ret = -1;
 
 	for (i = 0; i < n; i++)
 		client[i] = server[i] = NULL;
-	if (lc_opts(r, c, tls, CONNECT_TLS_SERVER, queue_bytes, &so) ||
-	    lc_opts(r, c, tls, CONNECT_TLS_CLIENT, queue_bytes, &co))
+	if (lc_opts(r, c, tr, CONNECT_TLS_SERVER, queue_bytes, &so) ||
+	    lc_opts(r, c, tr, CONNECT_TLS_CLIENT, queue_bytes, &co))
 		goto out;
 	snprintf(url, sizeof(url), "%s://127.0.0.1:0", scheme);
 	rc = connect_listen(&l, url, so);
@@ -143,6 +170,19 @@ static void lc_close_all(connect_conn **conns, int n)
 	for (int i = 0; i < n; i++)
 		if (conns[i])
 			connect_close(conns[i], 0, NULL);
+}
+
+/*
+ * After the teardown of an SCTP cell: the library stops usrsctp when its
+ * last SCTP connection or listener is gone, so no thread of the stack may
+ * be left (the next cell starts it anew, and limit-sctp forks a process
+ * that starts its own).
+ */
+static void lc_sctp_stopped(struct bench_result *r, int tr)
+{
+	if (lc_tr[tr].sctp && bench_threads_gone(BENCH_SCTP_THREADS, 1000) > 0)
+		bench_fail(r, "the SCTP stack still runs after the last SCTP "
+			   "connection was closed");
 }
 
 /* ---- throughput ---------------------------------------------------------- */
@@ -188,7 +228,7 @@ static void *lc_send_main(void *arg)
 }
 
 static int lc_tput(const struct bench_cell *c, struct bench_result *r,
-		   bool tls)
+		   int tr)
 {
 	connect_conn *client, *server;
 	struct lc_sender s = { 0 };
@@ -197,7 +237,7 @@ static int lc_tput(const struct bench_cell *c, struct bench_result *r,
 	pthread_t tid;
 	uint64_t expect = 0;
 
-	if (lc_connect(r, c, tls, 1, 0, &client, &server))
+	if (lc_connect(r, c, tr, 1, 0, &client, &server))
 		goto out;
 	s.conn = client;
 	s.size = c->size;
@@ -236,6 +276,7 @@ static int lc_tput(const struct bench_cell *c, struct bench_result *r,
 out:
 	lc_close_all(&client, 1);
 	lc_close_all(&server, 1);
+	lc_sctp_stopped(r, tr);
 	return r->err[0] ? -1 : 0;
 }
 
@@ -269,7 +310,7 @@ static void *lc_echo_main(void *arg)
 }
 
 static int lc_lat(const struct bench_cell *c, struct bench_result *r,
-		  bool tls)
+		  int tr)
 {
 	connect_conn *client, *server;
 	struct lc_echo e = { 0 };
@@ -279,7 +320,7 @@ static int lc_lat(const struct bench_cell *c, struct bench_result *r,
 	uint64_t seq = 0;
 
 	bench_lat_init(&l, c);
-	if (lc_connect(r, c, tls, 1, 0, &client, &server))
+	if (lc_connect(r, c, tr, 1, 0, &client, &server))
 		goto out;
 	e.conn = server;
 	e.stop = &stop;
@@ -326,6 +367,7 @@ out:
 	free(l.v);
 	lc_close_all(&client, 1);
 	lc_close_all(&server, 1);
+	lc_sctp_stopped(r, tr);
 	return r->err[0] ? -1 : 0;
 }
 
@@ -407,7 +449,7 @@ out:
 }
 
 static int lc_many(const struct bench_cell *c, struct bench_result *r,
-		   bool tls)
+		   int tr)
 {
 	int n = c->conns, nt = n < MANY_THREADS ? n : MANY_THREADS;
 	connect_conn **client = calloc((size_t)n, sizeof(*client));
@@ -425,7 +467,7 @@ static int lc_many(const struct bench_cell *c, struct bench_result *r,
 		bench_fail(r, "out of memory");
 		goto out;
 	}
-	if (lc_connect(r, c, tls, n, q, client, server))
+	if (lc_connect(r, c, tr, n, q, client, server))
 		goto out;
 	for (i = 0; i < n; i++) {
 		pfd[i].fd = connect_conn_fd(server[i]);
@@ -498,6 +540,7 @@ out:
 		lc_close_all(client, n);
 	if (server)
 		lc_close_all(server, n);
+	lc_sctp_stopped(r, tr);
 	free(client);
 	free(server);
 	free(expect);
@@ -531,7 +574,7 @@ static int lc_inbox(const struct bench_cell *c, struct bench_result *r)
 		bench_fail(r, "out of memory");
 		goto out;
 	}
-	if (lc_connect(r, c, false, n, q, client, server))
+	if (lc_connect(r, c, LC_TCP, n, q, client, server))
 		goto out;
 	rc = connect_opts_new(&io);
 	if (!rc)
@@ -628,39 +671,45 @@ out:
 	return r->err[0] ? -1 : 0;
 }
 
-static int lc_tcp_tput(const struct bench_cell *c, struct bench_result *r)
-{
-	return lc_tput(c, r, false);
-}
+/* One function per system and measure. */
+#define LC_FN(name, fn, tr)                                             \
+	static int name(const struct bench_cell *c, struct bench_result *r) \
+	{                                                               \
+		return fn(c, r, tr);                                    \
+	}
 
-static int lc_tls_tput(const struct bench_cell *c, struct bench_result *r)
-{
-	return lc_tput(c, r, true);
-}
-
-static int lc_tcp_lat(const struct bench_cell *c, struct bench_result *r)
-{
-	return lc_lat(c, r, false);
-}
-
-static int lc_tls_lat(const struct bench_cell *c, struct bench_result *r)
-{
-	return lc_lat(c, r, true);
-}
-
-static int lc_tcp_many(const struct bench_cell *c, struct bench_result *r)
-{
-	return lc_many(c, r, false);
-}
+LC_FN(lc_tcp_tput, lc_tput, LC_TCP)
+LC_FN(lc_tcp_lat, lc_lat, LC_TCP)
+LC_FN(lc_tcp_many, lc_many, LC_TCP)
+LC_FN(lc_tls_tput, lc_tput, LC_TLS)
+LC_FN(lc_tls_lat, lc_lat, LC_TLS)
+#ifdef HAVE_USRSCTP
+LC_FN(lc_sctp_tput, lc_tput, LC_SCTP)
+LC_FN(lc_sctp_lat, lc_lat, LC_SCTP)
+LC_FN(lc_sctp_many, lc_many, LC_SCTP)
+LC_FN(lc_dtls_tput, lc_tput, LC_DTLS_SCTP)
+LC_FN(lc_dtls_lat, lc_lat, LC_DTLS_SCTP)
+#endif
 
 static const struct bench_system lc_systems[] = {
 	{ "connect-tcp", "libconnect TCP", BS_CONNECT_TCP,
-	  { lc_tcp_tput, lc_tcp_lat, lc_tcp_many }, NULL },
+	  { lc_tcp_tput, lc_tcp_lat, lc_tcp_many }, NULL, 0 },
 	{ "connect-tls", "libconnect TLS", BS_CONNECT_TLS,
-	  { lc_tls_tput, lc_tls_lat, NULL }, NULL },
+	  { lc_tls_tput, lc_tls_lat, NULL }, NULL, 0 },
 	{ "connect-inbox", "libconnect TCP inbox", BS_CONNECT_INBOX,
 	  { NULL, NULL, lc_inbox },
-	  "many: the receiver pops from one inbox" },
+	  "many: the receiver pops from one inbox", 0 },
+#ifdef HAVE_USRSCTP
+	/* Short cells (0.3 of --duration and --warmup): the SCTP rows
+	 * would add 6 minutes to a full run at full length (each cell also
+	 * stops the stack, 0.1-0.4 s in usrsctp_finish), about 3 so. */
+	{ "connect-sctp", "libconnect SCTP", BS_CONNECT_SCTP,
+	  { lc_sctp_tput, lc_sctp_lat, lc_sctp_many },
+	  "cells of 0.3 x the duration", 0.3 },
+	{ "connect-dtls-sctp", "libconnect DTLS-SCTP", BS_CONNECT_DTLS_SCTP,
+	  { lc_dtls_tput, lc_dtls_lat, NULL },
+	  "DTLS 1.2; cells of 0.3 x the duration", 0.3 },
+#endif
 };
 
 const struct bench_system *bench_connect_systems(size_t *n)

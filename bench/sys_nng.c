@@ -401,9 +401,9 @@ static int n_tls_lat(const struct bench_cell *c, struct bench_result *r)
 
 static const struct bench_system n_systems[] = {
 	{ "nng-tcp", "nng pair1 TCP", BS_NNG_TCP,
-	  { n_tcp_tput, n_tcp_lat, NULL }, NULL },
+	  { n_tcp_tput, n_tcp_lat, NULL }, NULL, 0 },
 	{ "nng-tls", "nng pair1 TLS", BS_NNG_TLS,
-	  { n_tls_tput, n_tls_lat, NULL }, "TLS through Mbed TLS" },
+	  { n_tls_tput, n_tls_lat, NULL }, "TLS through Mbed TLS", 0 },
 };
 
 const struct bench_system *bench_nng_systems(size_t *n)

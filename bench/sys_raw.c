@@ -485,9 +485,9 @@ static int tls_lat(const struct bench_cell *c, struct bench_result *r)
 
 static const struct bench_system raw_systems[] = {
 	{ "limit-tcp", "plain TCP (limit)", BS_LIMIT_TCP,
-	  { tcp_tput, tcp_lat, NULL }, NULL },
+	  { tcp_tput, tcp_lat, NULL }, NULL, 0 },
 	{ "limit-tls", "bare GnuTLS (limit)", BS_LIMIT_TLS,
-	  { tls_tput, tls_lat, NULL }, NULL },
+	  { tls_tput, tls_lat, NULL }, NULL, 0 },
 };
 
 const struct bench_system *bench_limit_systems(size_t *n)

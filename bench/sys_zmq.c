@@ -377,7 +377,7 @@ out:
 
 static const struct bench_system z_systems[] = {
 	{ "zmq", "ZeroMQ TCP", BS_ZMQ, { z_tput, z_lat, z_many },
-	  "PUSH/PULL (throughput), PAIR (round trip)" },
+	  "PUSH/PULL (throughput), PAIR (round trip)", 0 },
 };
 
 const struct bench_system *bench_zmq_systems(size_t *n)

@@ -7,6 +7,7 @@
 #include "bench.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -238,6 +239,45 @@ char *bench_read_file(const char *path, size_t *lenp)
 	}
 	fclose(f);
 	return buf;
+}
+
+int bench_threads_named(const char *prefix)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		char path[288], name[64];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue; /* a thread that just ended */
+		if (fgets(name, sizeof(name), f) &&
+		    strncmp(name, prefix, strlen(prefix)) == 0)
+			n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+int bench_threads_gone(const char *prefix, int ms)
+{
+	uint64_t end = bench_now() + (uint64_t)ms * 1000000u;
+	struct timespec ts = { 0, 5 * 1000000L };
+	int n;
+
+	while ((n = bench_threads_named(prefix)) > 0 && bench_now() < end)
+		nanosleep(&ts, NULL);
+	return n;
 }
 
 /* ---- plain sockets ------------------------------------------------------------ */
