@@ -880,6 +880,22 @@ static int sctp_state(struct sctp_transport *st)
 	return ss.sstat_state;
 }
 
+/* A state of an association that is (or was) set up: established or
+ * shutting down. */
+static bool sctp_state_connected(int state)
+{
+	switch (state) {
+	case SCTP_ESTABLISHED:
+	case SCTP_SHUTDOWN_PENDING:
+	case SCTP_SHUTDOWN_SENT:
+	case SCTP_SHUTDOWN_RECEIVED:
+	case SCTP_SHUTDOWN_ACK_SENT:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Bytes handed to the stack and not acknowledged; -1 when unknown. */
 static int64_t sctp_outq(struct sctp_transport *st)
 {
@@ -1450,16 +1466,31 @@ static int sctp_connect_one(const struct cn_endpoint *ep,
 		unsigned seq0 = atomic_load(&st->w->seq);
 		int state = sctp_state(st);
 
-		if (state == SCTP_ESTABLISHED)
+		/* Set up, and perhaps already ending: a peer that accepts,
+		 * sends and shuts down at once is a connection whose data
+		 * waits for the reader, then its end. */
+		if (sctp_state_connected(state))
 			break;
 		if (state < 0 || state == SCTP_CLOSED) {
 			e = sctp_so_error(st);
-			if (e == ECONNREFUSED || e == ECONNRESET) {
+			/* Gone without an error: only a graceful SHUTDOWN ends
+			 * an association that way, and only one that was
+			 * set up (a dial that fails sets the socket's error:
+			 * refused, or timed out). */
+			if (e == 0)
+				break;
+			if (e == ECONNREFUSED) {
 				snprintf(reason, len,
 					 "SCTP connect to %s: nobody listens "
 					 "there (the peer's stack refused)",
 					 peer);
 				rc = CONNECT_ECONNREFUSED;
+			} else if (e == ECONNRESET) {
+				snprintf(reason, len,
+					 "SCTP connect to %s: the peer aborted "
+					 "the association as it was set up",
+					 peer);
+				rc = CONNECT_ECONNRESET;
 			} else {
 				snprintf(reason, len, "SCTP connect to %s: %s",
 					 peer,

@@ -8,7 +8,9 @@
  *              the stack runs: CONNECT_EADDRINUSE at once, never a hang;
  *              the stack stops with its last user and starts again;
  *   dial       nobody at the UDP port: CONNECT_ETIMEDOUT within the
- *              connect timeout; nobody on the SCTP port: refused;
+ *              connect timeout; nobody on the SCTP port: refused; a
+ *              peer that sends and closes before the dialer looks: the
+ *              dial succeeds, the data arrives, then the end;
  *   procs      a client and an echo server in two processes, each on a
  *              UDP port of its own;
  *   dead       a killed peer is reported (CONNECT_EDEADPEER) within the
@@ -31,6 +33,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -49,8 +52,8 @@
 #include "connect.h"
 #include "helpers.h"
 
-/* Only to read the stack's counters (SCTP-AUTH at work): the library and
- * the test share the process's usrsctp. */
+/* The library and the test share the process's usrsctp: the test reads
+ * its counters and looks at the library's sockets (see the hooks below). */
 #include <usrsctp.h>
 
 #define CERT(name) CERTDIR "/" name ".pem"
@@ -153,6 +156,138 @@ static void echo_once(connect_conn *c, connect_conn *s, uint32_t seq,
 }
 
 /* ---------------------------------------------------------------------- */
+/* Hooks into the library's calls to usrsctp                               */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * The library calls usrsctp through the dynamic linker, and a program's
+ * own definitions come first: these two see every usrsctp_getsockopt and
+ * usrsctp_setsockopt of the library (and of this file), and pass them on
+ * to usrsctp's (dlsym RTLD_NEXT).
+ *
+ *   - setsockopt records the sockets that got an SCTP-AUTH key (DTLS over
+ *     SCTP), so that a test can ask usrsctp which keys they hold;
+ *   - getsockopt can hold a dial: armed by a thread, the first time that
+ *     thread sees its association established (SCTP_STATUS) it waits
+ *     until the test releases it, as a dialer the scheduler left behind
+ *     would.
+ */
+static struct {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool hold;           /* armed */
+	bool held;           /* the dialer is waiting */
+	bool release;
+	pthread_t dialer;
+	int timeout_ms;
+	struct socket *auth[8]; /* sockets given an SCTP-AUTH key */
+	int nauth;
+} hook = { .m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+typedef int (*getsockopt_fn)(struct socket *, int, int, void *,
+			     socklen_t *);
+typedef int (*setsockopt_fn)(struct socket *, int, int, const void *,
+			     socklen_t);
+
+static void *real_fn(const char *name)
+{
+	void *f = dlsym(RTLD_NEXT, name);
+
+	if (f == NULL)
+		abort(); /* not Check's: this may run on any thread */
+	return f;
+}
+
+int usrsctp_setsockopt(struct socket *so, int level, int name,
+		       const void *val, socklen_t len)
+{
+	static _Atomic(setsockopt_fn) real;
+	setsockopt_fn f = atomic_load(&real);
+	int rc;
+
+	if (f == NULL) {
+		f = (setsockopt_fn)real_fn("usrsctp_setsockopt");
+		atomic_store(&real, f);
+	}
+	rc = f(so, level, name, val, len);
+	if (rc == 0 && level == IPPROTO_SCTP && name == SCTP_AUTH_KEY) {
+		pthread_mutex_lock(&hook.m);
+		if (hook.nauth < (int)(sizeof(hook.auth) / sizeof(hook.auth[0])))
+			hook.auth[hook.nauth++] = so;
+		pthread_mutex_unlock(&hook.m);
+	}
+	return rc;
+}
+
+int usrsctp_getsockopt(struct socket *so, int level, int name, void *val,
+		       socklen_t *len)
+{
+	static _Atomic(getsockopt_fn) real;
+	getsockopt_fn f = atomic_load(&real);
+	socklen_t len0 = len ? *len : 0;
+	int rc;
+
+	if (f == NULL) {
+		f = (getsockopt_fn)real_fn("usrsctp_getsockopt");
+		atomic_store(&real, f);
+	}
+	rc = f(so, level, name, val, len);
+	if (rc != 0 || level != IPPROTO_SCTP || name != SCTP_STATUS ||
+	    ((struct sctp_status *)val)->sstat_state != SCTP_ESTABLISHED)
+		return rc;
+	pthread_mutex_lock(&hook.m);
+	if (hook.hold && pthread_equal(hook.dialer, pthread_self())) {
+		int64_t deadline = now_ms() + hook.timeout_ms;
+
+		hook.hold = false;
+		hook.held = true;
+		pthread_cond_broadcast(&hook.cv);
+		while (!hook.release && now_ms() < deadline) {
+			pthread_mutex_unlock(&hook.m);
+			sleep_ms(2);
+			pthread_mutex_lock(&hook.m);
+		}
+		pthread_mutex_unlock(&hook.m);
+		*len = len0;
+		return f(so, level, name, val, len);
+	}
+	pthread_mutex_unlock(&hook.m);
+	return rc;
+}
+
+/* The calling thread's next dial waits once established (at most
+ * timeout_ms) until hook_release(). */
+static void hook_hold_dial(int timeout_ms)
+{
+	pthread_mutex_lock(&hook.m);
+	hook.hold = true;
+	hook.held = false;
+	hook.release = false;
+	hook.dialer = pthread_self();
+	hook.timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&hook.m);
+}
+
+static bool hook_dial_held(void *arg)
+{
+	bool held;
+
+	(void)arg;
+	pthread_mutex_lock(&hook.m);
+	held = hook.held;
+	pthread_mutex_unlock(&hook.m);
+	return held;
+}
+
+static void hook_release(void)
+{
+	pthread_mutex_lock(&hook.m);
+	hook.release = true;
+	hook.hold = false;
+	pthread_mutex_unlock(&hook.m);
+}
+
+/* ---------------------------------------------------------------------- */
 /* The stack's UDP port                                                    */
 /* ---------------------------------------------------------------------- */
 
@@ -240,6 +375,72 @@ START_TEST(dial_nobody_times_out)
 		       CONNECT_ETIMEDOUT);
 	ck_assert_ptr_null(c);
 	ck_assert_int_lt(now_ms() - t0, scaled_ms(5000));
+	connect_opts_free(o);
+}
+END_TEST
+
+/* The server side of dial_peer_closes_at_once: accept, send one
+ * datagram, close with linger, then let the held dial go on. */
+struct quick_server {
+	pthread_t th;
+	connect_listener *l;
+	int accept_rc, send_rc, close_rc;
+};
+
+static void *quick_server_main(void *arg)
+{
+	struct quick_server *q = arg;
+	connect_conn *s = NULL;
+
+	q->send_rc = q->close_rc = CONNECT_EINVAL;
+	q->accept_rc = connect_accept_wait(q->l, &s, scaled_ms(10000));
+	if (q->accept_rc == CONNECT_OK) {
+		/* The dialer sits in its dial: its association is up. */
+		if (!wait_for(hook_dial_held, NULL, scaled_ms(10000)))
+			q->accept_rc = CONNECT_ETIMEDOUT;
+		q->send_rc = connect_send(s, dg_make_nocheck(4, 1, 300));
+		q->close_rc = connect_close(s, scaled_ms(5000), NULL);
+	}
+	hook_release();
+	return NULL;
+}
+
+/*
+ * A server that accepts, sends and shuts down before the dialer looks at
+ * its association again (held by the hook): the dial succeeds, the data
+ * arrives, then the end of the stream.
+ */
+START_TEST(dial_peer_closes_at_once)
+{
+	connect_opts *o = sctp_opts(0, 0);
+	connect_listener *l = listen_ok(o);
+	struct quick_server q = { .l = l };
+	connect_datagram *dg = NULL;
+	connect_conn *c = NULL;
+	char url[64], why[200];
+	bool ok;
+	int rc;
+
+	t_thread_start(&q.th, quick_server_main, &q);
+	hook_hold_dial(scaled_ms(20000));
+	snprintf(url, sizeof(url), "sctp://127.0.0.1:%d",
+		 connect_listener_port(l));
+	rc = connect_dial(&c, url, o);
+	hook_release();
+	t_thread_join(q.th, scaled_ms(30000), "server");
+	ck_assert_code(q.accept_rc, CONNECT_OK);
+	ck_assert_code(q.send_rc, CONNECT_OK);
+	ck_assert_code(q.close_rc, CONNECT_OK);
+	ck_assert_code(rc, CONNECT_OK);
+	ck_assert_code(connect_recv_wait(c, &dg, scaled_ms(10000)),
+		       CONNECT_OK);
+	ok = dg_check(dg, 4, 1, 300, why, sizeof(why));
+	connect_datagram_free(dg);
+	ck_assert_msg(ok, "%s", why);
+	ck_assert_code(connect_recv_wait(c, &dg, scaled_ms(10000)),
+		       CONNECT_EEOF);
+	connect_close(c, 0, NULL);
+	connect_listener_close(l);
 	connect_opts_free(o);
 }
 END_TEST
@@ -808,6 +1009,7 @@ static Suite *sctp_suite(void)
 	tc = tcase(s, "dial");
 	tcase_add_test(tc, dial_nobody_times_out);
 	tcase_add_test(tc, dial_refused);
+	tcase_add_test(tc, dial_peer_closes_at_once);
 	tc = tcase(s, "procs");
 	tcase_add_test(tc, two_processes);
 	tc = tcase(s, "dead");
