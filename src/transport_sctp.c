@@ -745,19 +745,56 @@ static void sctp_addr_text(struct socket *so, bool peer, char *buf,
 }
 
 /*
+ * The address for SCTP_PEER_ADDR_PARAMS: unspecified before the socket
+ * has an association (the endpoint's defaults, which an association set
+ * up later takes), the wildcard address of the peer's family once it has
+ * one (every path of the association: usrsctp refuses an unspecified
+ * family there, EAFNOSUPPORT).
+ */
+static void paddr_any(struct sctp_paddrparams *pp, const struct sockaddr *peer)
+{
+	memset(&pp->spp_address, 0, sizeof(pp->spp_address));
+	if (peer == NULL)
+		return;
+	if (peer->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&pp->spp_address;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_ANY);
+	} else if (peer->sa_family == AF_INET6) {
+		struct sockaddr_in6 *in6 =
+			(struct sockaddr_in6 *)&pp->spp_address;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_any;
+	}
+}
+
+/* usrsctp_setsockopt, naming the option in *what when it fails. */
+#define SETOPT(so, level, name, val, what)                                 \
+	(usrsctp_setsockopt((so), (level), (name), (val), sizeof(*(val))) == 0 \
+		 ? 0                                                           \
+		 : (*(what) = #name, errno ? errno : EINVAL))
+
+/*
  * DTLS over SCTP (RFC 6083): DATA chunks are authenticated (SCTP-AUTH,
  * RFC 4895), asked for in the INIT, so before connect or listen; the DTLS
  * layer keys it once its handshake is done (auth_key).
  */
-static void sctp_auth_data(struct socket *so)
+static int sctp_auth_data(struct socket *so, const char **what)
 {
 	struct sctp_authchunk ac = { .sauth_chunk = 0 /* DATA */ };
 
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_AUTH_CHUNK, &ac, sizeof(ac));
+	return SETOPT(so, IPPROTO_SCTP, SCTP_AUTH_CHUNK, &ac, what);
 }
 
-/* Socket options of every socket (best effort, as for TCP). */
-static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
+/*
+ * Socket options of every socket: a new one (peer NULL: the endpoint's
+ * defaults) or an accepted one (peer: its association).  0, or the errno
+ * of the first that failed, *what naming it.
+ */
+static int sctp_apply_opts(struct socket *so, const struct connect_opts *o,
+			   const struct sockaddr *peer, const char **what)
 {
 	uint32_t hb = (uint32_t)o->v[CONNECT_OPT_SCTP_HEARTBEAT_MS];
 	uint16_t rtx = (uint16_t)o->v[CONNECT_OPT_SCTP_MAX_RETRANS];
@@ -767,27 +804,37 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
 	struct sctp_rtoinfo rto;
 	struct sctp_assocparams ap;
 	struct sctp_initmsg im;
-	int on = 1, sbuf = (int)SCTP_SNDBUF, rbuf = (int)SCTP_RCVBUF;
+	int on = 1, sbuf = (int)SCTP_SNDBUF, rbuf = (int)SCTP_RCVBUF, e;
 
-	usrsctp_set_non_blocking(so, 1);
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_NODELAY, &on, sizeof(on));
-	usrsctp_setsockopt(so, SOL_SOCKET, SO_SNDBUF, &sbuf, sizeof(sbuf));
-	usrsctp_setsockopt(so, SOL_SOCKET, SO_RCVBUF, &rbuf, sizeof(rbuf));
+	if (usrsctp_set_non_blocking(so, 1) != 0) {
+		*what = "non-blocking mode";
+		return errno ? errno : EINVAL;
+	}
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_NODELAY, &on, what)) ||
+	    (e = SETOPT(so, SOL_SOCKET, SO_SNDBUF, &sbuf, what)) ||
+	    (e = SETOPT(so, SOL_SOCKET, SO_RCVBUF, &rbuf, what)))
+		return e;
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
 		struct sctp_event ev = { .se_assoc_id = SCTP_FUTURE_ASSOC,
 					 .se_type = events[i],
 					 .se_on = 1 };
 
-		usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_EVENT, &ev,
-				   sizeof(ev));
+		if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_EVENT, &ev, what)))
+			return e;
 	}
 	/* One stream each way: the frames are one ordered stream. */
 	memset(&im, 0, sizeof(im));
 	im.sinit_num_ostreams = 1;
 	im.sinit_max_instreams = 1;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof(im));
-	/* Retransmission timeouts capped at the heartbeat interval, so that
-	 * a dead peer is noticed within a few intervals. */
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_INITMSG, &im, what)))
+		return e;
+	/*
+	 * Retransmission timeouts capped at the heartbeat interval, so that
+	 * a dead peer is noticed within a few intervals.  The price: a path
+	 * whose round trip takes longer than the interval never answers in
+	 * time, and a live peer is declared dead (the README says to keep
+	 * the interval well above the round trip).
+	 */
 	memset(&rto, 0, sizeof(rto));
 	rto.srto_min = hb && hb < SCTP_RTO_MIN ? hb : SCTP_RTO_MIN;
 	rto.srto_initial = SCTP_RTO_INITIAL;
@@ -796,16 +843,18 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
 		rto.srto_max = rto.srto_min;
 	if (rto.srto_initial > rto.srto_max)
 		rto.srto_initial = rto.srto_max;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_RTOINFO, &rto, sizeof(rto));
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_RTOINFO, &rto, what)))
+		return e;
 	memset(&ap, 0, sizeof(ap));
 	ap.sasoc_asocmaxrxt = rtx;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_ASSOCINFO, &ap, sizeof(ap));
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_ASSOCINFO, &ap, what)))
+		return e;
 	memset(&pp, 0, sizeof(pp));
+	paddr_any(&pp, peer);
 	pp.spp_hbinterval = hb;
 	pp.spp_pathmaxrxt = rtx;
 	pp.spp_flags = hb ? SPP_HB_ENABLE : SPP_HB_DISABLE;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
-			   sizeof(pp));
+	return SETOPT(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp, what);
 }
 
 /*
@@ -813,9 +862,13 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
  * learn the loopback's MTU and cuts everything to ~1,400-byte packets, a
  * UDP datagram (two system calls) each; 32 KiB packets move four times
  * as much.  (usrsctp reads datagrams into 64 KiB and no more.)  Other
- * paths keep path MTU discovery.
+ * paths keep path MTU discovery.  Set on a socket without an
+ * association yet (the endpoint's default), peer being the address it
+ * will talk to (a dialer) or that it is bound to (a listener).  0, or
+ * the errno of the failure.
  */
-static void sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer)
+static int sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer,
+			     const char **what)
 {
 	struct sctp_paddrparams pp;
 	socklen_t len = sizeof(pp);
@@ -829,17 +882,20 @@ static void sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer)
 			&((const struct sockaddr_in6 *)(const void *)peer)
 				 ->sin6_addr);
 	if (!loop)
-		return;
+		return 0;
 	memset(&pp, 0, sizeof(pp));
 	if (usrsctp_getsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
-			       &len) != 0)
-		return;
+			       &len) != 0) {
+		*what = "SCTP_PEER_ADDR_PARAMS (read)";
+		return errno ? errno : EINVAL;
+	}
 	memset(&pp.spp_address, 0, sizeof(pp.spp_address));
 	pp.spp_pathmtu = SCTP_LOOPBACK_MTU;
 	pp.spp_flags = (pp.spp_flags & ~(uint32_t)SPP_PMTUD_ENABLE) |
 		       SPP_PMTUD_DISABLE;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
-			   sizeof(pp));
+	/* Heartbeats as they are: asking for neither leaves them alone. */
+	pp.spp_flags &= ~(uint32_t)(SPP_HB_ENABLE | SPP_HB_DISABLE);
+	return SETOPT(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp, what);
 }
 
 /* ---- the connected transport --------------------------------------------- */
@@ -1349,16 +1405,17 @@ static const struct cn_transport_ops sctp_ops = {
 
 /*
  * A transport for a new socket of family af on the stack (started on the
- * options' UDP port), or for `so` (accepted: the stack runs).
+ * options' UDP port), or for `so` (accepted from `peer`: the stack runs).
  */
-static int sctp_new(int af, struct socket *so, const struct connect_opts *o,
-		    struct sctp_transport **stp, uint16_t *port, char *reason,
-		    size_t len)
+static int sctp_new(int af, struct socket *so, const struct sockaddr *peer,
+		    const struct connect_opts *o, struct sctp_transport **stp,
+		    uint16_t *port, char *reason, size_t len)
 {
+	const char *what = "";
 	struct sctp_transport *st = cn_calloc(1, sizeof(*st));
 	uint16_t want = so ? 0 : (uint16_t)o->v[CONNECT_OPT_SCTP_UDP_PORT];
 	char buf[128];
-	int rc;
+	int rc, e;
 
 	if (st == NULL || (st->sbuf = cn_malloc(SCTP_MSG)) == NULL) {
 		if (st)
@@ -1391,7 +1448,16 @@ static int sctp_new(int af, struct socket *so, const struct connect_opts *o,
 	}
 	st->so = so;
 	usrsctp_set_upcall(so, sctp_upcall, st->w);
-	sctp_apply_opts(so, o);
+	if ((e = sctp_apply_opts(so, o, peer, &what)) != 0) {
+		/* An accepted association ends with an ABORT. */
+		rc = cn_err_from_errno(e);
+		if (rc == CONNECT_EAGAIN || rc == CONNECT_OK)
+			rc = CONNECT_EIO;
+		snprintf(reason, len, "SCTP socket option %s: %s", what,
+			 strerror_r(e, buf, sizeof(buf)));
+		sctp_free(st);
+		return rc;
+	}
 	*stp = st;
 	return CONNECT_OK;
 }
@@ -1424,17 +1490,23 @@ static int sctp_connect_one(const struct cn_endpoint *ep,
 	struct sctp_udpencaps ue;
 	struct sockaddr_storage local;
 	char peer[CN_ADDRSTRLEN], buf[128];
+	const char *what = "";
 	uint16_t port, peer_port;
 	int rc, e;
 
 	cn_addr_format(sa, peer, sizeof(peer));
-	rc = sctp_new(sa->sa_family, NULL, o, &st, &port, reason, len);
+	rc = sctp_new(sa->sa_family, NULL, NULL, o, &st, &port, reason, len);
 	if (rc)
 		return rc;
 	snprintf(st->base.peer, sizeof(st->base.peer), "%s", peer);
-	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
-		sctp_auth_data(st->so);
-	sctp_loopback_mtu(st->so, sa);
+	if (((ep->layer_flags & CN_CLASS_AUTH_BELOW) &&
+	     (e = sctp_auth_data(st->so, &what)) != 0) ||
+	    (e = sctp_loopback_mtu(st->so, sa, &what)) != 0) {
+		snprintf(reason, len, "SCTP socket option %s: %s", what,
+			 strerror_r(e, buf, sizeof(buf)));
+		sctp_free(st);
+		return cn_err_from_errno(e);
+	}
 	peer_port = (uint16_t)o->v[CONNECT_OPT_SCTP_PEER_UDP_PORT];
 	if (peer_port == 0)
 		peer_port = port;
@@ -1576,12 +1648,11 @@ static int sctp_accept(struct cn_tlistener *base, struct cn_transport **tp,
 		memset(&ss, 0, sizeof(ss));
 		so = usrsctp_accept(l->so, (struct sockaddr *)&ss, &sslen);
 		if (so != NULL) {
-			rc = sctp_new(ss.ss_family, so, l->opts, &st, &port,
-				      reason, len);
+			rc = sctp_new(ss.ss_family, so, (struct sockaddr *)&ss,
+				      l->opts, &st, &port, reason, len);
 			if (rc)
 				return rc;
 			st->server = true;
-			sctp_loopback_mtu(so, (struct sockaddr *)&ss);
 			cn_addr_format((struct sockaddr *)&ss, st->base.peer,
 				       sizeof(st->base.peer));
 			sctp_addr_text(so, false, st->base.local,
@@ -1634,6 +1705,7 @@ static int sctp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 	struct addrinfo *res, *ai;
 	struct sockaddr_storage bound;
 	struct sockaddr *addrs = NULL;
+	const char *what = "";
 	uint16_t port;
 	char buf[128];
 	int rc, e, n;
@@ -1676,9 +1748,22 @@ static int sctp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 		return cn_err_from_errno(e);
 	}
 	usrsctp_set_upcall(l->so, sctp_upcall, l->w);
-	sctp_apply_opts(l->so, ep->opts);
-	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
-		sctp_auth_data(l->so);
+	/* The loopback MTU for every association of a listener on a
+	 * loopback address, set before they exist (raised on an association
+	 * already up, usrsctp 0.9.5 ends it with an ABORT once a large
+	 * message is sent).  A listener on another address, the wildcard
+	 * included, keeps path MTU discovery for all. */
+	if ((e = sctp_apply_opts(l->so, ep->opts, NULL, &what)) != 0 ||
+	    (e = sctp_loopback_mtu(l->so, (struct sockaddr *)&bound,
+				   &what)) != 0 ||
+	    ((ep->layer_flags & CN_CLASS_AUTH_BELOW) &&
+	     (e = sctp_auth_data(l->so, &what)) != 0)) {
+		rc = cn_err_from_errno(e);
+		snprintf(reason, len, "listen on %s: SCTP socket option %s: %s",
+			 ep->addr, what, strerror_r(e, buf, sizeof(buf)));
+		sctp_listener_destroy(&l->base);
+		return rc;
+	}
 	if (usrsctp_bind(l->so, (struct sockaddr *)&bound,
 			 sockaddr_len((struct sockaddr *)&bound)) < 0 ||
 	    usrsctp_listen(l->so, 128) < 0) {
