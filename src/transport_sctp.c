@@ -798,7 +798,9 @@ static int sctp_apply_opts(struct socket *so, const struct connect_opts *o,
 {
 	uint32_t hb = (uint32_t)o->v[CONNECT_OPT_SCTP_HEARTBEAT_MS];
 	uint16_t rtx = (uint16_t)o->v[CONNECT_OPT_SCTP_MAX_RETRANS];
-	static const uint16_t events[] = { SCTP_SHUTDOWN_EVENT,
+	static const uint16_t events[] = { SCTP_ASSOC_CHANGE,
+					   SCTP_PEER_ADDR_CHANGE,
+					   SCTP_SHUTDOWN_EVENT,
 					   SCTP_AUTHENTICATION_EVENT };
 	struct sctp_paddrparams pp;
 	struct sctp_rtoinfo rto;
@@ -906,6 +908,12 @@ struct sctp_transport {
 	struct sctp_waker *w;
 	_Atomic int peer_shut;   /* the peer ended the association */
 	_Atomic int failed;      /* errno of the association's failure */
+	_Atomic int lost;        /* the association was aborted (reader, from
+				  * SCTP_ASSOC_CHANGE): ECONNRESET by the
+				  * peer, ECONNABORTED by our stack */
+	_Atomic int unreachable; /* the peer's address went unreachable
+				  * (heartbeats or retransmissions
+				  * unanswered) */
 	_Atomic int clean;       /* our shutdown completed */
 	_Atomic int cut;         /* abort sent an ABORT */
 	_Atomic int abort_unacked; /* bytes unacknowledged when cut */
@@ -965,30 +973,83 @@ static int64_t sctp_outq(struct sctp_transport *st)
 	return ss.ss_total_sndbuf;
 }
 
-/* The error the association ended with (0: none seen). */
+/*
+ * The error the association ended with (0: none seen).  The socket's
+ * error alone does not tell: usrsctp hands it to the first recv that
+ * meets it and clears it, and our reader may have taken it without
+ * recording it yet.  But an association lost is first an
+ * SCTP_ASSOC_CHANGE notification, queued before the error is set, and a
+ * recv returns what is queued before the error: a reader that took the
+ * error has recorded the notification (st->lost) before.  A reader that
+ * stopped reading leaves the error to SO_ERROR (which does not clear it).
+ */
 static int sctp_so_error(struct sctp_transport *st)
 {
 	int e = atomic_load(&st->failed);
 	socklen_t len = sizeof(e);
 
 	if (e == 0)
-		usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR, &e, &len);
+		e = atomic_load(&st->lost);
+	if (e == 0 &&
+	    usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+		e = 0;
 	return e;
 }
 
-/* Record a failure (errno e) of `what` and return its code. */
+/*
+ * Record a failure (errno e) of `what` and return its code.  A refused
+ * send (ECONNRESET, whatever ended the association) and a call on an
+ * association already gone say little: what the reader learnt from the
+ * notifications, the association's state and the socket's error say why.
+ */
 static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 {
 	struct cn_transport *t = &st->base;
+	bool shut = atomic_load(&st->peer_shut);
 	char buf[128];
 	int code, zero = 0;
 
 	if (atomic_load(&t->aborted))
 		return CONNECT_ECLOSED;
+	if (e == ECONNRESET || e == ENOTCONN || e == ENOENT || e == EPIPE) {
+		int state = sctp_state(st), lost = atomic_load(&st->lost);
+
+		/* usrsctp refuses sends once the peer's SHUTDOWN is in,
+		 * before our reader has seen it. */
+		if (state == SCTP_SHUTDOWN_RECEIVED ||
+		    state == SCTP_SHUTDOWN_ACK_SENT)
+			shut = true;
+		if (lost != 0)
+			e = lost;
+		else if (state < 0 || state == SCTP_CLOSED) {
+			int so_e = sctp_so_error(st);
+
+			/* Gone without an error: a graceful end, which our
+			 * side did not ask for (its writer is here). */
+			if (so_e != 0)
+				e = so_e;
+			else
+				shut = true;
+		}
+	}
 	atomic_compare_exchange_strong(&st->failed, &zero, e);
 	switch (e) {
-	case ETIMEDOUT:
 	case ECONNABORTED:
+		if (!atomic_load(&st->unreachable)) {
+			/* Our stack's ABORT without a path gone first: the
+			 * peer broke the protocol (or the stack ran out of
+			 * something). */
+			code = CONNECT_ECONNRESET;
+			cn_transport_set_error(t, code,
+					       "%s %s: our SCTP stack aborted "
+					       "the association (a protocol "
+					       "violation by the peer, not "
+					       "unanswered heartbeats)",
+					       what, t->peer);
+			break;
+		}
+		/* fall through */
+	case ETIMEDOUT:
 		/* Our stack ended the association: what it does when
 		 * heartbeats or retransmissions go unanswered too often (the
 		 * peer's own ABORT is ECONNRESET, ours is abort()). */
@@ -1000,22 +1061,24 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 		break;
 	case ECONNRESET:
 		code = CONNECT_ECONNRESET;
-		/* A send after either side's SHUTDOWN fails the same way
-		 * as after the peer's ABORT. */
+		/* A send after the peer's SHUTDOWN fails the same way as
+		 * after its ABORT. */
 		cn_transport_set_error(t, code,
-				       atomic_load(&st->peer_shut) ?
+				       shut && atomic_load(&st->lost) == 0 ?
 					       "%s %s: the peer shut the SCTP "
 					       "association down" :
-					       "%s %s: the SCTP association "
-					       "was aborted", what, t->peer);
+					       "%s %s: the peer aborted the SCTP "
+					       "association", what, t->peer);
 		break;
 	case ENOENT:
 	case ENOTCONN:
 		/* No association any more: it ended under us. */
 		code = CONNECT_ECONNRESET;
 		cn_transport_set_error(t, code,
-				       "%s %s: the SCTP association is gone",
-				       what, t->peer);
+				       shut ? "%s %s: the peer shut the SCTP "
+					      "association down" :
+					      "%s %s: the SCTP association is "
+					      "gone", what, t->peer);
 		break;
 	case EPIPE:
 		code = CONNECT_ECONNRESET;
@@ -1075,6 +1138,21 @@ static void sctp_notification(struct sctp_transport *st, const void *buf,
 	if (st->nlen >= sizeof(sn->sn_header) &&
 	    sn->sn_header.sn_type == SCTP_SHUTDOWN_EVENT)
 		atomic_store(&st->peer_shut, 1);
+	/* The association lost: the peer's ABORT comes with its chunk
+	 * (sac_info), our stack's without. */
+	if (st->nlen >= sizeof(sn->sn_assoc_change) &&
+	    sn->sn_header.sn_type == SCTP_ASSOC_CHANGE &&
+	    (sn->sn_assoc_change.sac_state == SCTP_COMM_LOST ||
+	     sn->sn_assoc_change.sac_state == SCTP_CANT_STR_ASSOC))
+		atomic_store(&st->lost,
+			     sn->sn_assoc_change.sac_length >
+					     sizeof(struct sctp_assoc_change) ?
+				     ECONNRESET :
+				     ECONNABORTED);
+	if (st->nlen >= sizeof(sn->sn_paddr_change) &&
+	    sn->sn_header.sn_type == SCTP_PEER_ADDR_CHANGE &&
+	    sn->sn_paddr_change.spc_state == SCTP_ADDR_UNREACHABLE)
+		atomic_store(&st->unreachable, 1);
 	if (st->nlen >= sizeof(sn->sn_auth_event) &&
 	    sn->sn_header.sn_type == SCTP_AUTHENTICATION_EVENT &&
 	    sn->sn_auth_event.auth_indication == SCTP_AUTH_NEW_KEY &&

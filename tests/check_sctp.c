@@ -182,7 +182,18 @@ static struct {
 	int timeout_ms;
 	struct socket *auth[8]; /* sockets given an SCTP-AUTH key */
 	int nauth;
+	bool outq_seen;      /* a shutdown waited with bytes unacknowledged */
+	bool slow_reset;     /* armed: a recv meeting ECONNRESET waits */
+	unsigned so_error_reads; /* SO_ERROR asked for */
 } hook = { .m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* As the library's: usrsctp's count of unacknowledged bytes. */
+#define T_SCTP_GET_SNDBUF_USE 0x00001101
+struct t_sctp_sockstat {
+	sctp_assoc_t ss_assoc_id;
+	uint32_t ss_total_sndbuf;
+	uint32_t ss_total_recv_buf;
+};
 
 typedef int (*getsockopt_fn)(struct socket *, int, int, void *,
 			     socklen_t *);
@@ -232,6 +243,18 @@ int usrsctp_getsockopt(struct socket *so, int level, int name, void *val,
 		atomic_store(&real, f);
 	}
 	rc = f(so, level, name, val, len);
+	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR) {
+		pthread_mutex_lock(&hook.m);
+		hook.so_error_reads++;
+		pthread_mutex_unlock(&hook.m);
+	}
+	if (rc == 0 && level == IPPROTO_SCTP &&
+	    name == T_SCTP_GET_SNDBUF_USE &&
+	    ((struct t_sctp_sockstat *)val)->ss_total_sndbuf > 0) {
+		pthread_mutex_lock(&hook.m);
+		hook.outq_seen = true;
+		pthread_mutex_unlock(&hook.m);
+	}
 	if (rc != 0 || level != IPPROTO_SCTP || name != SCTP_STATUS ||
 	    ((struct sctp_status *)val)->sstat_state != SCTP_ESTABLISHED)
 		return rc;
@@ -253,6 +276,63 @@ int usrsctp_getsockopt(struct socket *so, int level, int name, void *val,
 	}
 	pthread_mutex_unlock(&hook.m);
 	return rc;
+}
+
+/*
+ * usrsctp_recvv: armed (slow_reset), a recv that meets the peer's ABORT
+ * (ECONNRESET: usrsctp hands the socket's error over and clears it)
+ * returns only once another thread has read SO_ERROR, or after
+ * hook.timeout_ms: a reader the scheduler left behind between taking the
+ * error and recording it.
+ */
+ssize_t usrsctp_recvv(struct socket *so, void *dbuf, size_t len,
+		      struct sockaddr *from, socklen_t *fromlen, void *info,
+		      socklen_t *infolen, unsigned int *infotype,
+		      int *msg_flags)
+{
+	typedef ssize_t (*recvv_fn)(struct socket *, void *, size_t,
+				    struct sockaddr *, socklen_t *, void *,
+				    socklen_t *, unsigned int *, int *);
+	static _Atomic(recvv_fn) real;
+	recvv_fn f = atomic_load(&real);
+	ssize_t n;
+	int e;
+
+	if (f == NULL) {
+		f = (recvv_fn)real_fn("usrsctp_recvv");
+		atomic_store(&real, f);
+	}
+	n = f(so, dbuf, len, from, fromlen, info, infolen, infotype,
+	      msg_flags);
+	if (n >= 0 || errno != ECONNRESET)
+		return n;
+	e = errno;
+	pthread_mutex_lock(&hook.m);
+	if (hook.slow_reset) {
+		unsigned reads = hook.so_error_reads;
+		int64_t deadline = now_ms() + hook.timeout_ms;
+
+		hook.slow_reset = false;
+		while (hook.so_error_reads == reads && now_ms() < deadline) {
+			pthread_mutex_unlock(&hook.m);
+			sleep_ms(2);
+			pthread_mutex_lock(&hook.m);
+		}
+	}
+	pthread_mutex_unlock(&hook.m);
+	errno = e;
+	return n;
+}
+
+static bool hook_outq_seen(void *arg)
+{
+	bool seen;
+
+	(void)arg;
+	pthread_mutex_lock(&hook.m);
+	seen = hook.outq_seen;
+	pthread_mutex_unlock(&hook.m);
+	return seen;
 }
 
 /* The calling thread's next dial waits once established (at most
@@ -712,6 +792,57 @@ static void *closer_main(void *arg)
 }
 
 /*
+ * A close waiting for its data to be acknowledged when the peer aborts:
+ * data was lost, and the close must say so, even when the reader took
+ * the socket's error (usrsctp clears it) and has not recorded it yet
+ * (the hook holds it there until the closing side has looked at
+ * SO_ERROR).  The server reads nothing (a queue of one datagram), so its
+ * window closes with our data unacknowledged.
+ */
+START_TEST(close_sees_peer_abort)
+{
+	connect_opts *o = sctp_opts(0, 0);
+	connect_opts *so = sctp_opts(0, 0);
+	connect_listener *l;
+	connect_conn *c, *s;
+	struct closer kc = { .linger = scaled_ms(20000) };
+
+	ck_assert_code(connect_opts_set(so, CONNECT_OPT_RECV_QUEUE_MSGS, 1),
+		       CONNECT_OK);
+	l = listen_ok(so);
+	c = dial_ok(connect_listener_port(l), o);
+	s = t_accept_ok(l, scaled_ms(10000));
+	connect_listener_close(l);
+	for (uint32_t i = 0; i < 24; i++)
+		ck_assert_code(connect_send_wait(c, dg_make(3, i, 8192),
+						 scaled_ms(10000)),
+			       CONNECT_OK);
+	pthread_mutex_lock(&hook.m);
+	hook.outq_seen = false;
+	hook.slow_reset = true;
+	hook.timeout_ms = scaled_ms(2000);
+	pthread_mutex_unlock(&hook.m);
+	kc.c = c;
+	t_thread_start(&kc.th, closer_main, &kc);
+	/* 192 KiB: more than the server's window, less than that and our
+	 * send buffer, so the close waits in its shutdown for
+	 * acknowledgements that never come: the peer aborts. */
+	ck_assert_msg(wait_for(hook_outq_seen, NULL, scaled_ms(10000)),
+		      "the close never waited with data unacknowledged");
+	connect_close(s, 0, NULL);
+	t_thread_join(kc.th, scaled_ms(30000), "close");
+	pthread_mutex_lock(&hook.m);
+	hook.slow_reset = false;
+	pthread_mutex_unlock(&hook.m);
+	ck_assert_msg(kc.rc != CONNECT_OK,
+		      "a close whose data the peer never acknowledged "
+		      "(it aborted) returned CONNECT_OK");
+	connect_opts_free(o);
+	connect_opts_free(so);
+}
+END_TEST
+
+/*
  * usrsctp_close() with a thread inside a call on the socket deadlocks;
  * the library joins its threads first.  Many times over: both ends close
  * at once, with a reader blocked on each side and data in flight both
@@ -1017,6 +1148,7 @@ static Suite *sctp_suite(void)
 	tc = tcase(s, "close");
 	tcase_add_test(tc, shutdown_wakes_reader);
 	tcase_add_test(tc, close_never_deadlocks);
+	tcase_add_test(tc, close_sees_peer_abort);
 	tcase_add_test(tc, listener_close_with_queue);
 	tc = tcase(s, "dtls");
 	tcase_add_test(tc, dtls_unknown_issuer);
