@@ -920,7 +920,7 @@ struct sctp_transport {
 	bool server;             /* accepted (SCTP-AUTH: who switches) */
 	_Atomic int auth;        /* SCTP-AUTH key 1: 0 none, 1 installed,
 				  * 2 sent with, 3 the peer's too (key 0
-				  * dropped) */
+				  * deactivated), 4 key 0 deleted */
 	uint8_t *sbuf;           /* writer: small pieces made one message */
 	uint8_t nbuf[256];       /* reader: a notification read in pieces */
 	size_t nlen;
@@ -1107,20 +1107,59 @@ static void sctp_auth_activate(struct sctp_transport *st, uint16_t n)
 }
 
 /*
+ * Delete the association's null key (0), so that DATA authenticated with
+ * it is refused from now on (RFC 6083: deactivating only stops our
+ * sending with it; usrsctp still accepts it).  Once the peer sends with
+ * key 1 (state 3), and when it is safe:
+ *
+ *   - usrsctp refuses while chunks we sent with key 0 still hold it
+ *     (unacknowledged): it says when they are gone (SCTP_AUTH_FREE_KEY),
+ *     and we try again then;
+ *   - no DATA chunk of the peer may still be missing: one sent with key 0
+ *     before its first with key 1 and lost would be refused when
+ *     retransmitted, and the association would stall.  On our one
+ *     ordered stream a gap holds back every later chunk, so none pending
+ *     (SCTP_STATUS) means none missing before the key-1 chunk that
+ *     switched us; we try again after the next data read.
+ *
+ * Runs on the reader.
+ */
+static void sctp_auth_drop_null(struct sctp_transport *st)
+{
+	struct sctp_authkeyid id = { .scact_keynumber = 0 };
+	struct sctp_status ss;
+	socklen_t len = sizeof(ss);
+
+	if (atomic_load(&st->auth) != 3)
+		return;
+	memset(&ss, 0, sizeof(ss));
+	if (usrsctp_getsockopt(st->so, IPPROTO_SCTP, SCTP_STATUS, &ss, &len) !=
+		    0 ||
+	    ss.sstat_penddata != 0)
+		return;
+	if (usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_DELETE_KEY, &id,
+			       sizeof(id)) == 0)
+		atomic_store(&st->auth, 4);
+}
+
+/*
  * The peer authenticated DATA with key 1 for the first time: it has the
- * key, so we send with it too, and the association's null key (0) is
- * dropped (RFC 6083: once both sides switched).  Runs on the reader.
+ * key, so we send with it too, and the association's null key (0) goes
+ * (RFC 6083): deactivated at once, deleted when safe.  Runs on the
+ * reader.
  */
 static void sctp_auth_peer_switched(struct sctp_transport *st)
 {
 	struct sctp_authkeyid id = { .scact_keynumber = 0 };
+	int auth = atomic_load(&st->auth);
 
-	if (atomic_load(&st->auth) == 0 || atomic_load(&st->auth) == 3)
+	if (auth == 0 || auth >= 3)
 		return;
 	sctp_auth_activate(st, 1);
 	usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_DEACTIVATE_KEY, &id,
 			   sizeof(id));
 	atomic_store(&st->auth, 3);
+	sctp_auth_drop_null(st);
 }
 
 /* A notification read (possibly in pieces) from the socket. */
@@ -1158,6 +1197,11 @@ static void sctp_notification(struct sctp_transport *st, const void *buf,
 	    sn->sn_auth_event.auth_indication == SCTP_AUTH_NEW_KEY &&
 	    sn->sn_auth_event.auth_keynumber == 1)
 		sctp_auth_peer_switched(st);
+	if (st->nlen >= sizeof(sn->sn_auth_event) &&
+	    sn->sn_header.sn_type == SCTP_AUTHENTICATION_EVENT &&
+	    sn->sn_auth_event.auth_indication == SCTP_AUTH_FREE_KEY &&
+	    sn->sn_auth_event.auth_keynumber == 0)
+		sctp_auth_drop_null(st);
 	st->nlen = 0;
 }
 
@@ -1186,8 +1230,11 @@ static ssize_t sctp_recv(struct cn_transport *t, void *buf, size_t len,
 			sctp_notification(st, buf, (size_t)n, mflags);
 			continue;
 		}
-		if (n > 0)
+		if (n > 0) {
+			if (atomic_load(&st->auth) == 3)
+				sctp_auth_drop_null(st);
 			return n;
+		}
 		if (n == 0) {
 			atomic_store(&st->peer_shut, 1);
 			return 0;

@@ -1065,10 +1065,37 @@ START_TEST(dtls_client_cert_required)
 }
 END_TEST
 
+/* Each socket given an SCTP-AUTH key sends with key 1 and no longer
+ * holds key 0 (deactivating a key that is not there fails). */
+static bool auth_switched(void *arg)
+{
+	int want = *(int *)arg, n = 0;
+
+	pthread_mutex_lock(&hook.m);
+	for (int i = 0; i < hook.nauth; i++) {
+		struct sctp_authkeyid id;
+		socklen_t len = sizeof(id);
+
+		memset(&id, 0, sizeof(id));
+		if (usrsctp_getsockopt(hook.auth[i], IPPROTO_SCTP,
+				       SCTP_AUTH_ACTIVE_KEY, &id, &len) != 0 ||
+		    id.scact_keynumber != 1)
+			continue;
+		memset(&id, 0, sizeof(id));
+		if (usrsctp_setsockopt(hook.auth[i], IPPROTO_SCTP,
+				       SCTP_AUTH_DEACTIVATE_KEY, &id,
+				       sizeof(id)) != 0)
+			n++;
+	}
+	pthread_mutex_unlock(&hook.m);
+	return n == want;
+}
+
 /*
  * RFC 6083: DATA chunks carry SCTP-AUTH, keyed from the DTLS exporter once
- * the handshake is done.  The stack counts the AUTH chunks it received
- * and those that failed; both ends are in this process.
+ * the handshake is done, and the null key (0) is removed.  Both ends are
+ * in this process: the stack counts the AUTH chunks it received and those
+ * that failed, and the hook found both sockets, whose keys usrsctp shows.
  */
 START_TEST(dtls_sctp_auth)
 {
@@ -1078,7 +1105,11 @@ START_TEST(dtls_sctp_auth)
 	connect_listener *l = dtls_listen(sc);
 	connect_conn *c = NULL, *s;
 	struct sctpstat st0, st1;
+	int two = 2, n;
 
+	pthread_mutex_lock(&hook.m);
+	hook.nauth = 0;
+	pthread_mutex_unlock(&hook.m);
 	ck_assert_code(dtls_dial(l, cc, "localhost", &c), CONNECT_OK);
 	s = t_accept_ok(l, scaled_ms(10000));
 	usrsctp_get_stat(&st0);
@@ -1091,6 +1122,13 @@ START_TEST(dtls_sctp_auth)
 	usrsctp_get_stat(&st1);
 	ck_assert_uint_gt(st1.sctps_recvauth, st0.sctps_recvauth);
 	ck_assert_uint_eq(st1.sctps_recvauthmissing, st0.sctps_recvauthmissing);
+	/* The exporter's key in use both ways, the null key gone. */
+	pthread_mutex_lock(&hook.m);
+	n = hook.nauth;
+	pthread_mutex_unlock(&hook.m);
+	ck_assert_int_eq(n, 2);
+	ck_assert_msg(wait_for(auth_switched, &two, scaled_ms(10000)),
+		      "the sides do not both send with key 1 without key 0");
 	connect_listener_close(l);
 	ck_assert_code(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
 	connect_close(s, scaled_ms(5000), NULL);
