@@ -193,12 +193,16 @@ struct kept {
 
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t stopped; /* a stop ended (done or called off) */
 	int users;         /* transports and listeners holding the stack */
 	bool running;      /* usrsctp_init done, usrsctp_finish not yet */
+	bool stopping;     /* stack_stop under way (it sleeps unlocked) */
+	bool broken;       /* running without its UDP port: must stop */
 	uint16_t port;     /* the UDP port, while running */
 	struct sctp_waker *free_wakers, *all_wakers;
 	struct kept *kept;
-} stack = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} stack = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .stopped = PTHREAD_COND_INITIALIZER };
 
 /* Under stack.lock. */
 static struct sctp_waker *waker_get(void)
@@ -451,82 +455,47 @@ static void kept_sweep(void)
 	}
 }
 
-/* Under stack.lock, the last user gone: stop the stack. */
-static void stack_stop(void)
+/*
+ * Under stack.lock, no user: sleep ms with the lock released, so that
+ * dials, listens and closes elsewhere go on meanwhile.  False when a user
+ * came: the stop is called off (the stack runs on for it).
+ */
+static bool stop_pause(int ms)
 {
-	int64_t deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
-	struct kept **pp, *k;
-	struct sctp_waker *w;
-	bool zombies = false;
+	pthread_mutex_unlock(&stack.lock);
+	sleep_ms(ms);
+	pthread_mutex_lock(&stack.lock);
+	return stack.users == 0;
+}
 
-	/* Shutdowns under way get their time, then an ABORT. */
-	kept_sweep();
-	while (cn_now_ms() < deadline) {
-		for (k = stack.kept; k != NULL && assoc_gone(k->so);
-		     k = k->next)
-			;
-		if (k == NULL) /* no association left */
-			break;
-		sleep_ms(2);
-		kept_sweep();
-	}
-	/* Then an ABORT, and a moment for it. */
-	for (k = stack.kept; k != NULL; k = k->next)
+/* Under stack.lock: a kept socket whose association still lives. */
+static bool kept_assoc_left(void)
+{
+	for (struct kept *k = stack.kept; k != NULL; k = k->next)
 		if (!assoc_gone(k->so))
-			sctp_abort_assoc(k->so);
-	deadline = cn_now_ms() + 200;
-	do {
-		kept_sweep();
-		for (k = stack.kept; k != NULL && assoc_gone(k->so);
-		     k = k->next)
-			;
-		if (k == NULL)
-			break;
-		sleep_ms(2);
-	} while (cn_now_ms() < deadline);
-	for (pp = &stack.kept; (k = *pp) != NULL;) {
-		if (!assoc_gone(k->so)) {
-			sctp_close_abort(k->so);
-			*pp = k->next;
-			cn_free(k);
-		} else {
-			zombies = true;
-			pp = &k->next;
-		}
-	}
-	/* No association is left, so no packet or timer of the stack holds
-	 * a socket any more (a moment for one that is just letting go):
-	 * what the zombies count beyond our reference are usrsctp's
-	 * leaks. */
-	if (zombies) {
-		sleep_ms(10);
-		kept_sweep();
-	}
-	while ((k = stack.kept) != NULL) {
-		int n = so_refs(k->so);
+			return true;
+	return false;
+}
 
-		cn_log(CONNECT_LOG_DEBUG, "CONNECT-SCTP",
-		       "usrsctp leaked %d references to a socket; given back",
-		       n - 1);
-		if (n < 1 || n > 4096)
-			n = 1;
-		while (n-- > 0)
-			usrsctp_close(k->so);
-		stack.kept = k->next;
-		cn_free(k);
-	}
-	/* usrsctp_finish fails while associations are being freed; it
-	 * joins the stack's threads when it succeeds. */
-	deadline = cn_now_ms() + SCTP_FINISH_WAIT_MS;
+/* Under stack.lock: usrsctp_finish, retried for `ms` (it fails while
+ * associations are being freed; it joins the stack's threads when it
+ * succeeds).  With `pause`, the lock is released between tries and a
+ * user coming calls it off. */
+static bool stack_finish(int ms, bool pause)
+{
+	int64_t deadline = cn_now_ms() + ms;
+	struct sctp_waker *w;
+
 	while (usrsctp_finish() != 0) {
-		if (cn_now_ms() >= deadline) {
-			cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
-			       "the SCTP stack did not stop; it stays up");
-			return;
-		}
-		sleep_ms(5);
+		if (cn_now_ms() >= deadline)
+			return false;
+		if (!pause)
+			sleep_ms(5);
+		else if (!stop_pause(5))
+			return false;
 	}
 	stack.running = false;
+	stack.broken = false;
 	while ((w = stack.all_wakers) != NULL) {
 		stack.all_wakers = w->next_all;
 		pthread_mutex_destroy(&w->m);
@@ -534,6 +503,78 @@ static void stack_stop(void)
 		cn_free(w);
 	}
 	stack.free_wakers = NULL;
+	return true;
+}
+
+/*
+ * Under stack.lock, the last user gone: stop the stack.  Its waits (for
+ * shutdowns under way, ABORTs, leaked references, usrsctp_finish: seconds
+ * at worst) sleep with the lock released; a user who comes meanwhile
+ * calls the stop off and keeps the stack, one who wants another UDP port
+ * waits for the end of the stop (stack_acquire).
+ */
+static void stack_stop(void)
+{
+	int64_t deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
+	struct kept **pp, *k;
+
+	if (stack.stopping) /* the stopper sees users == 0 when it wakes */
+		return;
+	stack.stopping = true;
+	/* Shutdowns under way get their time, then an ABORT. */
+	kept_sweep();
+	while (kept_assoc_left() && cn_now_ms() < deadline) {
+		if (!stop_pause(2))
+			goto called_off;
+		kept_sweep();
+	}
+	/* Then an ABORT, and a moment for it. */
+	for (k = stack.kept; k != NULL; k = k->next)
+		if (!assoc_gone(k->so))
+			sctp_abort_assoc(k->so);
+	deadline = cn_now_ms() + 200;
+	kept_sweep();
+	while (kept_assoc_left() && cn_now_ms() < deadline) {
+		if (!stop_pause(2))
+			goto called_off;
+		kept_sweep();
+	}
+	for (pp = &stack.kept; (k = *pp) != NULL;) {
+		if (!assoc_gone(k->so)) {
+			sctp_close_abort(k->so);
+			*pp = k->next;
+			cn_free(k);
+		} else {
+			pp = &k->next;
+		}
+	}
+	/*
+	 * What is left are zombies: sockets whose association is gone and
+	 * whose reference count is above ours.  kept_sweep() gives the extra
+	 * references back only once the count has stayed the same for
+	 * SCTP_ZOMBIE_MS (it is read without usrsctp's socket lock, which we
+	 * cannot reach: a count in motion is not trusted).  A zombie still
+	 * there after a few such periods is left alone, and the stack with
+	 * it: leaking is safe, closing a socket once too often is not.
+	 */
+	deadline = cn_now_ms() + 3 * SCTP_ZOMBIE_MS;
+	while (stack.kept != NULL && cn_now_ms() < deadline) {
+		if (!stop_pause(10))
+			goto called_off;
+		kept_sweep();
+	}
+	if (stack.kept != NULL) {
+		cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
+		       "usrsctp holds references to a closed socket; the SCTP "
+		       "stack stays up");
+		goto called_off;
+	}
+	if (!stack_finish(SCTP_FINISH_WAIT_MS, true) && stack.users == 0)
+		cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
+		       "the SCTP stack did not stop; it stays up");
+called_off:
+	stack.stopping = false;
+	pthread_cond_broadcast(&stack.stopped);
 }
 
 /*
@@ -582,33 +623,67 @@ static void stack_udp_buffers(uint16_t port)
 	closedir(d);
 }
 
+/*
+ * Under stack.lock, usrsctp just started on `port`: whether it holds it.
+ * usrsctp binds the port without telling whether it could: if we can
+ * bind it now, it did not (someone took it meanwhile).  Over IPv4, and
+ * over IPv6 where the host has it.  0, or a code with the reason.
+ */
+static int stack_port_check(uint16_t port, char *reason, size_t len)
+{
+	static const int afs[] = { AF_INET, AF_INET6 };
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(afs) / sizeof(afs[0]); i++) {
+		uint16_t again = port;
+		int e = udp_bind_probe(afs[i], &again);
+
+		if (e == EADDRINUSE ||
+		    (afs[i] == AF_INET6 &&
+		     (e == EAFNOSUPPORT || e == EADDRNOTAVAIL)))
+			continue;
+		if (e == 0) {
+			snprintf(reason, len,
+				 "the SCTP stack could not bind UDP port %u "
+				 "(%s; taken by another program)",
+				 (unsigned)port,
+				 afs[i] == AF_INET ? "IPv4" : "IPv6");
+			return CONNECT_EADDRINUSE;
+		}
+		/* Out of descriptors, or the like: we cannot tell. */
+		snprintf(reason, len,
+			 "checking UDP port %u for SCTP: %s", (unsigned)port,
+			 strerror_r(e, buf, sizeof(buf)));
+		e = cn_err_from_errno(e);
+		return e == CONNECT_OK || e == CONNECT_EAGAIN ? CONNECT_EIO : e;
+	}
+	return CONNECT_OK;
+}
+
 /* Under stack.lock: start usrsctp on UDP port `want` (0: any). */
 static int stack_start(uint16_t want, char *reason, size_t len)
 {
-	uint16_t port = want, again;
+	uint16_t port = want;
 	int rc;
 
 	rc = udp_port_pick(&port, reason, len);
 	if (rc)
 		return rc;
 	usrsctp_init(port, NULL, NULL);
-	/* usrsctp binds the port without telling whether it could: if we
-	 * can bind it now, it did not (someone took it meanwhile). */
-	again = port;
-	if (udp_bind_probe(AF_INET, &again) != EADDRINUSE) {
-		for (int i = 0; i < 200 && usrsctp_finish() != 0; i++)
-			sleep_ms(5);
-		snprintf(reason, len,
-			 "the SCTP stack could not bind UDP port %u (taken by "
-			 "another program)", (unsigned)port);
-		return CONNECT_EADDRINUSE;
+	stack.running = true;
+	stack.port = port;
+	rc = stack_port_check(port, reason, len);
+	if (rc) {
+		/* Nothing on the stack yet: it stops at once, or it is
+		 * stopped before the next start. */
+		if (!stack_finish(1000, false))
+			stack.broken = true;
+		return rc;
 	}
 	/* No association is unused for long enough to be reaped by the
 	 * stack; checksums are checked on loopback too. */
 	usrsctp_sysctl_set_sctp_no_csum_on_loopback(0);
 	stack_udp_buffers(port);
-	stack.running = true;
-	stack.port = port;
 	return CONNECT_OK;
 }
 
@@ -620,7 +695,17 @@ static int stack_acquire(uint16_t want, uint16_t *port,
 	int rc = CONNECT_OK;
 
 	pthread_mutex_lock(&stack.lock);
-	if (!stack.running) {
+	/* Another port is for a stack that stopped: wait for a stop under
+	 * way to end (a user on the same port just keeps the stack). */
+	while (stack.stopping && want != 0 && want != stack.port)
+		pthread_cond_wait(&stack.stopped, &stack.lock);
+	if (stack.running && stack.broken && stack.users == 0 &&
+	    !stack_finish(1000, false)) {
+		snprintf(reason, len,
+			 "the SCTP stack, started without its UDP port, "
+			 "cannot be stopped");
+		rc = CONNECT_EIO;
+	} else if (!stack.running) {
 		rc = stack_start(want, reason, len);
 	} else if (want != 0 && want != stack.port) {
 		snprintf(reason, len,
@@ -640,7 +725,7 @@ static int stack_acquire(uint16_t want, uint16_t *port,
 		stack.users++;
 		*port = stack.port;
 		kept_sweep();
-	} else if (stack.running && stack.users == 0) {
+	} else if (stack.running && !stack.broken && stack.users == 0) {
 		stack_stop();
 	}
 	pthread_mutex_unlock(&stack.lock);
