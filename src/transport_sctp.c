@@ -1960,8 +1960,8 @@ static int sctp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 	usrsctp_set_upcall(l->so, sctp_upcall, l->w);
 	/* The loopback MTU for every association of a listener on a
 	 * loopback address, set before they exist (raised on an association
-	 * already up, usrsctp 0.9.5 ends it with an ABORT once a large
-	 * message is sent).  A listener on another address, the wildcard
+	 * already up, usrsctp 0.9.5 ended it with an ABORT at the first
+	 * large message in our tests).  A listener on another address, the wildcard
 	 * included, keeps path MTU discovery for all. */
 	if ((e = sctp_apply_opts(l->so, ep->opts, NULL, &what)) != 0 ||
 	    (e = sctp_loopback_mtu(l->so, (struct sockaddr *)&bound,
