@@ -491,8 +491,8 @@ static bool stack_finish(int ms, bool pause)
 			return false;
 		if (!pause)
 			sleep_ms(5);
-		else if (!stop_pause(5))
-			return false;
+		else if (!stop_pause(5) || stack.kept != NULL)
+			return false; /* a user came, or came and went */
 	}
 	stack.running = false;
 	stack.broken = false;
@@ -515,12 +515,19 @@ static bool stack_finish(int ms, bool pause)
  */
 static void stack_stop(void)
 {
-	int64_t deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
+	int64_t deadline;
 	struct kept **pp, *k;
+	int rounds = 0;
 
 	if (stack.stopping) /* the stopper sees users == 0 when it wakes */
 		return;
 	stack.stopping = true;
+again:
+	/* A user that came and went while we slept may have left an
+	 * association: from the top for it (a few times at most). */
+	if (++rounds > 3)
+		goto stuck;
+	deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
 	/* Shutdowns under way get their time, then an ABORT. */
 	kept_sweep();
 	while (kept_assoc_left() && cn_now_ms() < deadline) {
@@ -561,6 +568,8 @@ static void stack_stop(void)
 	while (stack.kept != NULL && cn_now_ms() < deadline) {
 		if (!stop_pause(10))
 			goto called_off;
+		if (kept_assoc_left())
+			goto again;
 		kept_sweep();
 	}
 	if (stack.kept != NULL) {
@@ -569,9 +578,13 @@ static void stack_stop(void)
 		       "stack stays up");
 		goto called_off;
 	}
-	if (!stack_finish(SCTP_FINISH_WAIT_MS, true) && stack.users == 0)
-		cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
-		       "the SCTP stack did not stop; it stays up");
+	if (stack_finish(SCTP_FINISH_WAIT_MS, true) || stack.users > 0)
+		goto called_off;
+	if (stack.kept != NULL)
+		goto again;
+stuck:
+	cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
+	       "the SCTP stack did not stop; it stays up");
 called_off:
 	stack.stopping = false;
 	pthread_cond_broadcast(&stack.stopped);
