@@ -193,12 +193,16 @@ struct kept {
 
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t stopped; /* a stop ended (done or called off) */
 	int users;         /* transports and listeners holding the stack */
 	bool running;      /* usrsctp_init done, usrsctp_finish not yet */
+	bool stopping;     /* stack_stop under way (it sleeps unlocked) */
+	bool broken;       /* running without its UDP port: must stop */
 	uint16_t port;     /* the UDP port, while running */
 	struct sctp_waker *free_wakers, *all_wakers;
 	struct kept *kept;
-} stack = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} stack = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .stopped = PTHREAD_COND_INITIALIZER };
 
 /* Under stack.lock. */
 static struct sctp_waker *waker_get(void)
@@ -451,82 +455,47 @@ static void kept_sweep(void)
 	}
 }
 
-/* Under stack.lock, the last user gone: stop the stack. */
-static void stack_stop(void)
+/*
+ * Under stack.lock, no user: sleep ms with the lock released, so that
+ * dials, listens and closes elsewhere go on meanwhile.  False when a user
+ * came: the stop is called off (the stack runs on for it).
+ */
+static bool stop_pause(int ms)
 {
-	int64_t deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
-	struct kept **pp, *k;
-	struct sctp_waker *w;
-	bool zombies = false;
+	pthread_mutex_unlock(&stack.lock);
+	sleep_ms(ms);
+	pthread_mutex_lock(&stack.lock);
+	return stack.users == 0;
+}
 
-	/* Shutdowns under way get their time, then an ABORT. */
-	kept_sweep();
-	while (cn_now_ms() < deadline) {
-		for (k = stack.kept; k != NULL && assoc_gone(k->so);
-		     k = k->next)
-			;
-		if (k == NULL) /* no association left */
-			break;
-		sleep_ms(2);
-		kept_sweep();
-	}
-	/* Then an ABORT, and a moment for it. */
-	for (k = stack.kept; k != NULL; k = k->next)
+/* Under stack.lock: a kept socket whose association still lives. */
+static bool kept_assoc_left(void)
+{
+	for (struct kept *k = stack.kept; k != NULL; k = k->next)
 		if (!assoc_gone(k->so))
-			sctp_abort_assoc(k->so);
-	deadline = cn_now_ms() + 200;
-	do {
-		kept_sweep();
-		for (k = stack.kept; k != NULL && assoc_gone(k->so);
-		     k = k->next)
-			;
-		if (k == NULL)
-			break;
-		sleep_ms(2);
-	} while (cn_now_ms() < deadline);
-	for (pp = &stack.kept; (k = *pp) != NULL;) {
-		if (!assoc_gone(k->so)) {
-			sctp_close_abort(k->so);
-			*pp = k->next;
-			cn_free(k);
-		} else {
-			zombies = true;
-			pp = &k->next;
-		}
-	}
-	/* No association is left, so no packet or timer of the stack holds
-	 * a socket any more (a moment for one that is just letting go):
-	 * what the zombies count beyond our reference are usrsctp's
-	 * leaks. */
-	if (zombies) {
-		sleep_ms(10);
-		kept_sweep();
-	}
-	while ((k = stack.kept) != NULL) {
-		int n = so_refs(k->so);
+			return true;
+	return false;
+}
 
-		cn_log(CONNECT_LOG_DEBUG, "CONNECT-SCTP",
-		       "usrsctp leaked %d references to a socket; given back",
-		       n - 1);
-		if (n < 1 || n > 4096)
-			n = 1;
-		while (n-- > 0)
-			usrsctp_close(k->so);
-		stack.kept = k->next;
-		cn_free(k);
-	}
-	/* usrsctp_finish fails while associations are being freed; it
-	 * joins the stack's threads when it succeeds. */
-	deadline = cn_now_ms() + SCTP_FINISH_WAIT_MS;
+/* Under stack.lock: usrsctp_finish, retried for `ms` (it fails while
+ * associations are being freed; it joins the stack's threads when it
+ * succeeds).  With `pause`, the lock is released between tries and a
+ * user coming calls it off. */
+static bool stack_finish(int ms, bool pause)
+{
+	int64_t deadline = cn_now_ms() + ms;
+	struct sctp_waker *w;
+
 	while (usrsctp_finish() != 0) {
-		if (cn_now_ms() >= deadline) {
-			cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
-			       "the SCTP stack did not stop; it stays up");
-			return;
-		}
-		sleep_ms(5);
+		if (cn_now_ms() >= deadline)
+			return false;
+		if (!pause)
+			sleep_ms(5);
+		else if (!stop_pause(5) || stack.kept != NULL)
+			return false; /* a user came, or came and went */
 	}
 	stack.running = false;
+	stack.broken = false;
 	while ((w = stack.all_wakers) != NULL) {
 		stack.all_wakers = w->next_all;
 		pthread_mutex_destroy(&w->m);
@@ -534,6 +503,91 @@ static void stack_stop(void)
 		cn_free(w);
 	}
 	stack.free_wakers = NULL;
+	return true;
+}
+
+/*
+ * Under stack.lock, the last user gone: stop the stack.  Its waits (for
+ * shutdowns under way, ABORTs, leaked references, usrsctp_finish: seconds
+ * at worst) sleep with the lock released; a user who comes meanwhile
+ * calls the stop off and keeps the stack, one who wants another UDP port
+ * waits for the end of the stop (stack_acquire).
+ */
+static void stack_stop(void)
+{
+	int64_t deadline;
+	struct kept **pp, *k;
+	int rounds = 0;
+
+	if (stack.stopping) /* the stopper sees users == 0 when it wakes */
+		return;
+	stack.stopping = true;
+again:
+	/* A user that came and went while we slept may have left an
+	 * association: from the top for it (a few times at most). */
+	if (++rounds > 3)
+		goto stuck;
+	deadline = cn_now_ms() + SCTP_ORPHAN_WAIT_MS;
+	/* Shutdowns under way get their time, then an ABORT. */
+	kept_sweep();
+	while (kept_assoc_left() && cn_now_ms() < deadline) {
+		if (!stop_pause(2))
+			goto called_off;
+		kept_sweep();
+	}
+	/* Then an ABORT, and a moment for it. */
+	for (k = stack.kept; k != NULL; k = k->next)
+		if (!assoc_gone(k->so))
+			sctp_abort_assoc(k->so);
+	deadline = cn_now_ms() + 200;
+	kept_sweep();
+	while (kept_assoc_left() && cn_now_ms() < deadline) {
+		if (!stop_pause(2))
+			goto called_off;
+		kept_sweep();
+	}
+	for (pp = &stack.kept; (k = *pp) != NULL;) {
+		if (!assoc_gone(k->so)) {
+			sctp_close_abort(k->so);
+			*pp = k->next;
+			cn_free(k);
+		} else {
+			pp = &k->next;
+		}
+	}
+	/*
+	 * What is left are zombies: sockets whose association is gone and
+	 * whose reference count is above ours.  kept_sweep() gives the extra
+	 * references back only once the count has stayed the same for
+	 * SCTP_ZOMBIE_MS (it is read without usrsctp's socket lock, which we
+	 * cannot reach: a count in motion is not trusted).  A zombie still
+	 * there after a few such periods is left alone, and the stack with
+	 * it: leaking is safe, closing a socket once too often is not.
+	 */
+	deadline = cn_now_ms() + 3 * SCTP_ZOMBIE_MS;
+	while (stack.kept != NULL && cn_now_ms() < deadline) {
+		if (!stop_pause(10))
+			goto called_off;
+		if (kept_assoc_left())
+			goto again;
+		kept_sweep();
+	}
+	if (stack.kept != NULL) {
+		cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
+		       "usrsctp holds references to a closed socket; the SCTP "
+		       "stack stays up");
+		goto called_off;
+	}
+	if (stack_finish(SCTP_FINISH_WAIT_MS, true) || stack.users > 0)
+		goto called_off;
+	if (stack.kept != NULL)
+		goto again;
+stuck:
+	cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
+	       "the SCTP stack did not stop; it stays up");
+called_off:
+	stack.stopping = false;
+	pthread_cond_broadcast(&stack.stopped);
 }
 
 /*
@@ -582,33 +636,67 @@ static void stack_udp_buffers(uint16_t port)
 	closedir(d);
 }
 
+/*
+ * Under stack.lock, usrsctp just started on `port`: whether it holds it.
+ * usrsctp binds the port without telling whether it could: if we can
+ * bind it now, it did not (someone took it meanwhile).  Over IPv4, and
+ * over IPv6 where the host has it.  0, or a code with the reason.
+ */
+static int stack_port_check(uint16_t port, char *reason, size_t len)
+{
+	static const int afs[] = { AF_INET, AF_INET6 };
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(afs) / sizeof(afs[0]); i++) {
+		uint16_t again = port;
+		int e = udp_bind_probe(afs[i], &again);
+
+		if (e == EADDRINUSE ||
+		    (afs[i] == AF_INET6 &&
+		     (e == EAFNOSUPPORT || e == EADDRNOTAVAIL)))
+			continue;
+		if (e == 0) {
+			snprintf(reason, len,
+				 "the SCTP stack could not bind UDP port %u "
+				 "(%s; taken by another program)",
+				 (unsigned)port,
+				 afs[i] == AF_INET ? "IPv4" : "IPv6");
+			return CONNECT_EADDRINUSE;
+		}
+		/* Out of descriptors, or the like: we cannot tell. */
+		snprintf(reason, len,
+			 "checking UDP port %u for SCTP: %s", (unsigned)port,
+			 strerror_r(e, buf, sizeof(buf)));
+		e = cn_err_from_errno(e);
+		return e == CONNECT_OK || e == CONNECT_EAGAIN ? CONNECT_EIO : e;
+	}
+	return CONNECT_OK;
+}
+
 /* Under stack.lock: start usrsctp on UDP port `want` (0: any). */
 static int stack_start(uint16_t want, char *reason, size_t len)
 {
-	uint16_t port = want, again;
+	uint16_t port = want;
 	int rc;
 
 	rc = udp_port_pick(&port, reason, len);
 	if (rc)
 		return rc;
 	usrsctp_init(port, NULL, NULL);
-	/* usrsctp binds the port without telling whether it could: if we
-	 * can bind it now, it did not (someone took it meanwhile). */
-	again = port;
-	if (udp_bind_probe(AF_INET, &again) != EADDRINUSE) {
-		for (int i = 0; i < 200 && usrsctp_finish() != 0; i++)
-			sleep_ms(5);
-		snprintf(reason, len,
-			 "the SCTP stack could not bind UDP port %u (taken by "
-			 "another program)", (unsigned)port);
-		return CONNECT_EADDRINUSE;
+	stack.running = true;
+	stack.port = port;
+	rc = stack_port_check(port, reason, len);
+	if (rc) {
+		/* Nothing on the stack yet: it stops at once, or it is
+		 * stopped before the next start. */
+		if (!stack_finish(1000, false))
+			stack.broken = true;
+		return rc;
 	}
 	/* No association is unused for long enough to be reaped by the
 	 * stack; checksums are checked on loopback too. */
 	usrsctp_sysctl_set_sctp_no_csum_on_loopback(0);
 	stack_udp_buffers(port);
-	stack.running = true;
-	stack.port = port;
 	return CONNECT_OK;
 }
 
@@ -620,7 +708,17 @@ static int stack_acquire(uint16_t want, uint16_t *port,
 	int rc = CONNECT_OK;
 
 	pthread_mutex_lock(&stack.lock);
-	if (!stack.running) {
+	/* Another port is for a stack that stopped: wait for a stop under
+	 * way to end (a user on the same port just keeps the stack). */
+	while (stack.stopping && want != 0 && want != stack.port)
+		pthread_cond_wait(&stack.stopped, &stack.lock);
+	if (stack.running && stack.broken && stack.users == 0 &&
+	    !stack_finish(1000, false)) {
+		snprintf(reason, len,
+			 "the SCTP stack, started without its UDP port, "
+			 "cannot be stopped");
+		rc = CONNECT_EIO;
+	} else if (!stack.running) {
 		rc = stack_start(want, reason, len);
 	} else if (want != 0 && want != stack.port) {
 		snprintf(reason, len,
@@ -640,7 +738,7 @@ static int stack_acquire(uint16_t want, uint16_t *port,
 		stack.users++;
 		*port = stack.port;
 		kept_sweep();
-	} else if (stack.running && stack.users == 0) {
+	} else if (stack.running && !stack.broken && stack.users == 0) {
 		stack_stop();
 	}
 	pthread_mutex_unlock(&stack.lock);
@@ -745,49 +843,98 @@ static void sctp_addr_text(struct socket *so, bool peer, char *buf,
 }
 
 /*
+ * The address for SCTP_PEER_ADDR_PARAMS: unspecified before the socket
+ * has an association (the endpoint's defaults, which an association set
+ * up later takes), the wildcard address of the peer's family once it has
+ * one (every path of the association: usrsctp refuses an unspecified
+ * family there, EAFNOSUPPORT).
+ */
+static void paddr_any(struct sctp_paddrparams *pp, const struct sockaddr *peer)
+{
+	memset(&pp->spp_address, 0, sizeof(pp->spp_address));
+	if (peer == NULL)
+		return;
+	if (peer->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&pp->spp_address;
+
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_ANY);
+	} else if (peer->sa_family == AF_INET6) {
+		struct sockaddr_in6 *in6 =
+			(struct sockaddr_in6 *)&pp->spp_address;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_any;
+	}
+}
+
+/* usrsctp_setsockopt, naming the option in *what when it fails. */
+#define SETOPT(so, level, name, val, what)                                 \
+	(usrsctp_setsockopt((so), (level), (name), (val), sizeof(*(val))) == 0 \
+		 ? 0                                                           \
+		 : (*(what) = #name, errno ? errno : EINVAL))
+
+/*
  * DTLS over SCTP (RFC 6083): DATA chunks are authenticated (SCTP-AUTH,
  * RFC 4895), asked for in the INIT, so before connect or listen; the DTLS
  * layer keys it once its handshake is done (auth_key).
  */
-static void sctp_auth_data(struct socket *so)
+static int sctp_auth_data(struct socket *so, const char **what)
 {
 	struct sctp_authchunk ac = { .sauth_chunk = 0 /* DATA */ };
 
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_AUTH_CHUNK, &ac, sizeof(ac));
+	return SETOPT(so, IPPROTO_SCTP, SCTP_AUTH_CHUNK, &ac, what);
 }
 
-/* Socket options of every socket (best effort, as for TCP). */
-static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
+/*
+ * Socket options of every socket: a new one (peer NULL: the endpoint's
+ * defaults) or an accepted one (peer: its association).  0, or the errno
+ * of the first that failed, *what naming it.
+ */
+static int sctp_apply_opts(struct socket *so, const struct connect_opts *o,
+			   const struct sockaddr *peer, const char **what)
 {
 	uint32_t hb = (uint32_t)o->v[CONNECT_OPT_SCTP_HEARTBEAT_MS];
 	uint16_t rtx = (uint16_t)o->v[CONNECT_OPT_SCTP_MAX_RETRANS];
-	static const uint16_t events[] = { SCTP_SHUTDOWN_EVENT,
+	static const uint16_t events[] = { SCTP_ASSOC_CHANGE,
+					   SCTP_PEER_ADDR_CHANGE,
+					   SCTP_SHUTDOWN_EVENT,
 					   SCTP_AUTHENTICATION_EVENT };
 	struct sctp_paddrparams pp;
 	struct sctp_rtoinfo rto;
 	struct sctp_assocparams ap;
 	struct sctp_initmsg im;
-	int on = 1, sbuf = (int)SCTP_SNDBUF, rbuf = (int)SCTP_RCVBUF;
+	int on = 1, sbuf = (int)SCTP_SNDBUF, rbuf = (int)SCTP_RCVBUF, e;
 
-	usrsctp_set_non_blocking(so, 1);
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_NODELAY, &on, sizeof(on));
-	usrsctp_setsockopt(so, SOL_SOCKET, SO_SNDBUF, &sbuf, sizeof(sbuf));
-	usrsctp_setsockopt(so, SOL_SOCKET, SO_RCVBUF, &rbuf, sizeof(rbuf));
+	if (usrsctp_set_non_blocking(so, 1) != 0) {
+		*what = "non-blocking mode";
+		return errno ? errno : EINVAL;
+	}
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_NODELAY, &on, what)) ||
+	    (e = SETOPT(so, SOL_SOCKET, SO_SNDBUF, &sbuf, what)) ||
+	    (e = SETOPT(so, SOL_SOCKET, SO_RCVBUF, &rbuf, what)))
+		return e;
 	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
 		struct sctp_event ev = { .se_assoc_id = SCTP_FUTURE_ASSOC,
 					 .se_type = events[i],
 					 .se_on = 1 };
 
-		usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_EVENT, &ev,
-				   sizeof(ev));
+		if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_EVENT, &ev, what)))
+			return e;
 	}
 	/* One stream each way: the frames are one ordered stream. */
 	memset(&im, 0, sizeof(im));
 	im.sinit_num_ostreams = 1;
 	im.sinit_max_instreams = 1;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_INITMSG, &im, sizeof(im));
-	/* Retransmission timeouts capped at the heartbeat interval, so that
-	 * a dead peer is noticed within a few intervals. */
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_INITMSG, &im, what)))
+		return e;
+	/*
+	 * Retransmission timeouts capped at the heartbeat interval, so that
+	 * a dead peer is noticed within a few intervals.  The price: a path
+	 * whose round trip takes longer than the interval never answers in
+	 * time, and a live peer is declared dead (the README says to keep
+	 * the interval well above the round trip).
+	 */
 	memset(&rto, 0, sizeof(rto));
 	rto.srto_min = hb && hb < SCTP_RTO_MIN ? hb : SCTP_RTO_MIN;
 	rto.srto_initial = SCTP_RTO_INITIAL;
@@ -796,16 +943,18 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
 		rto.srto_max = rto.srto_min;
 	if (rto.srto_initial > rto.srto_max)
 		rto.srto_initial = rto.srto_max;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_RTOINFO, &rto, sizeof(rto));
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_RTOINFO, &rto, what)))
+		return e;
 	memset(&ap, 0, sizeof(ap));
 	ap.sasoc_asocmaxrxt = rtx;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_ASSOCINFO, &ap, sizeof(ap));
+	if ((e = SETOPT(so, IPPROTO_SCTP, SCTP_ASSOCINFO, &ap, what)))
+		return e;
 	memset(&pp, 0, sizeof(pp));
+	paddr_any(&pp, peer);
 	pp.spp_hbinterval = hb;
 	pp.spp_pathmaxrxt = rtx;
 	pp.spp_flags = hb ? SPP_HB_ENABLE : SPP_HB_DISABLE;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
-			   sizeof(pp));
+	return SETOPT(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp, what);
 }
 
 /*
@@ -813,9 +962,13 @@ static void sctp_apply_opts(struct socket *so, const struct connect_opts *o)
  * learn the loopback's MTU and cuts everything to ~1,400-byte packets, a
  * UDP datagram (two system calls) each; 32 KiB packets move four times
  * as much.  (usrsctp reads datagrams into 64 KiB and no more.)  Other
- * paths keep path MTU discovery.
+ * paths keep path MTU discovery.  Set on a socket without an
+ * association yet (the endpoint's default), peer being the address it
+ * will talk to (a dialer) or that it is bound to (a listener).  0, or
+ * the errno of the failure.
  */
-static void sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer)
+static int sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer,
+			     const char **what)
 {
 	struct sctp_paddrparams pp;
 	socklen_t len = sizeof(pp);
@@ -829,17 +982,20 @@ static void sctp_loopback_mtu(struct socket *so, const struct sockaddr *peer)
 			&((const struct sockaddr_in6 *)(const void *)peer)
 				 ->sin6_addr);
 	if (!loop)
-		return;
+		return 0;
 	memset(&pp, 0, sizeof(pp));
 	if (usrsctp_getsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
-			       &len) != 0)
-		return;
+			       &len) != 0) {
+		*what = "SCTP_PEER_ADDR_PARAMS (read)";
+		return errno ? errno : EINVAL;
+	}
 	memset(&pp.spp_address, 0, sizeof(pp.spp_address));
 	pp.spp_pathmtu = SCTP_LOOPBACK_MTU;
 	pp.spp_flags = (pp.spp_flags & ~(uint32_t)SPP_PMTUD_ENABLE) |
 		       SPP_PMTUD_DISABLE;
-	usrsctp_setsockopt(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp,
-			   sizeof(pp));
+	/* Heartbeats as they are: asking for neither leaves them alone. */
+	pp.spp_flags &= ~(uint32_t)(SPP_HB_ENABLE | SPP_HB_DISABLE);
+	return SETOPT(so, IPPROTO_SCTP, SCTP_PEER_ADDR_PARAMS, &pp, what);
 }
 
 /* ---- the connected transport --------------------------------------------- */
@@ -850,13 +1006,19 @@ struct sctp_transport {
 	struct sctp_waker *w;
 	_Atomic int peer_shut;   /* the peer ended the association */
 	_Atomic int failed;      /* errno of the association's failure */
+	_Atomic int lost;        /* the association was aborted (reader, from
+				  * SCTP_ASSOC_CHANGE): ECONNRESET by the
+				  * peer, ECONNABORTED by our stack */
+	_Atomic int unreachable; /* the peer's address went unreachable
+				  * (heartbeats or retransmissions
+				  * unanswered) */
 	_Atomic int clean;       /* our shutdown completed */
 	_Atomic int cut;         /* abort sent an ABORT */
 	_Atomic int abort_unacked; /* bytes unacknowledged when cut */
 	bool server;             /* accepted (SCTP-AUTH: who switches) */
 	_Atomic int auth;        /* SCTP-AUTH key 1: 0 none, 1 installed,
 				  * 2 sent with, 3 the peer's too (key 0
-				  * dropped) */
+				  * deactivated), 4 key 0 deleted */
 	uint8_t *sbuf;           /* writer: small pieces made one message */
 	uint8_t nbuf[256];       /* reader: a notification read in pieces */
 	size_t nlen;
@@ -880,6 +1042,22 @@ static int sctp_state(struct sctp_transport *st)
 	return ss.sstat_state;
 }
 
+/* A state of an association that is (or was) set up: established or
+ * shutting down. */
+static bool sctp_state_connected(int state)
+{
+	switch (state) {
+	case SCTP_ESTABLISHED:
+	case SCTP_SHUTDOWN_PENDING:
+	case SCTP_SHUTDOWN_SENT:
+	case SCTP_SHUTDOWN_RECEIVED:
+	case SCTP_SHUTDOWN_ACK_SENT:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Bytes handed to the stack and not acknowledged; -1 when unknown. */
 static int64_t sctp_outq(struct sctp_transport *st)
 {
@@ -893,30 +1071,83 @@ static int64_t sctp_outq(struct sctp_transport *st)
 	return ss.ss_total_sndbuf;
 }
 
-/* The error the association ended with (0: none seen). */
+/*
+ * The error the association ended with (0: none seen).  The socket's
+ * error alone does not tell: usrsctp hands it to the first recv that
+ * meets it and clears it, and our reader may have taken it without
+ * recording it yet.  But an association lost is first an
+ * SCTP_ASSOC_CHANGE notification, queued before the error is set, and a
+ * recv returns what is queued before the error: a reader that took the
+ * error has recorded the notification (st->lost) before.  A reader that
+ * stopped reading leaves the error to SO_ERROR (which does not clear it).
+ */
 static int sctp_so_error(struct sctp_transport *st)
 {
 	int e = atomic_load(&st->failed);
 	socklen_t len = sizeof(e);
 
 	if (e == 0)
-		usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR, &e, &len);
+		e = atomic_load(&st->lost);
+	if (e == 0 &&
+	    usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+		e = 0;
 	return e;
 }
 
-/* Record a failure (errno e) of `what` and return its code. */
+/*
+ * Record a failure (errno e) of `what` and return its code.  A refused
+ * send (ECONNRESET, whatever ended the association) and a call on an
+ * association already gone say little: what the reader learnt from the
+ * notifications, the association's state and the socket's error say why.
+ */
 static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 {
 	struct cn_transport *t = &st->base;
+	bool shut = atomic_load(&st->peer_shut);
 	char buf[128];
 	int code, zero = 0;
 
 	if (atomic_load(&t->aborted))
 		return CONNECT_ECLOSED;
+	if (e == ECONNRESET || e == ENOTCONN || e == ENOENT || e == EPIPE) {
+		int state = sctp_state(st), lost = atomic_load(&st->lost);
+
+		/* usrsctp refuses sends once the peer's SHUTDOWN is in,
+		 * before our reader has seen it. */
+		if (state == SCTP_SHUTDOWN_RECEIVED ||
+		    state == SCTP_SHUTDOWN_ACK_SENT)
+			shut = true;
+		if (lost != 0)
+			e = lost;
+		else if (state < 0 || state == SCTP_CLOSED) {
+			int so_e = sctp_so_error(st);
+
+			/* Gone without an error: a graceful end, which our
+			 * side did not ask for (its writer is here). */
+			if (so_e != 0)
+				e = so_e;
+			else
+				shut = true;
+		}
+	}
 	atomic_compare_exchange_strong(&st->failed, &zero, e);
 	switch (e) {
-	case ETIMEDOUT:
 	case ECONNABORTED:
+		if (!atomic_load(&st->unreachable)) {
+			/* Our stack's ABORT without a path gone first: the
+			 * peer broke the protocol (or the stack ran out of
+			 * something). */
+			code = CONNECT_ECONNRESET;
+			cn_transport_set_error(t, code,
+					       "%s %s: our SCTP stack aborted "
+					       "the association (a protocol "
+					       "violation by the peer, not "
+					       "unanswered heartbeats)",
+					       what, t->peer);
+			break;
+		}
+		/* fall through */
+	case ETIMEDOUT:
 		/* Our stack ended the association: what it does when
 		 * heartbeats or retransmissions go unanswered too often (the
 		 * peer's own ABORT is ECONNRESET, ours is abort()). */
@@ -928,22 +1159,24 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 		break;
 	case ECONNRESET:
 		code = CONNECT_ECONNRESET;
-		/* A send after either side's SHUTDOWN fails the same way
-		 * as after the peer's ABORT. */
+		/* A send after the peer's SHUTDOWN fails the same way as
+		 * after its ABORT. */
 		cn_transport_set_error(t, code,
-				       atomic_load(&st->peer_shut) ?
+				       shut && atomic_load(&st->lost) == 0 ?
 					       "%s %s: the peer shut the SCTP "
 					       "association down" :
-					       "%s %s: the SCTP association "
-					       "was aborted", what, t->peer);
+					       "%s %s: the peer aborted the SCTP "
+					       "association", what, t->peer);
 		break;
 	case ENOENT:
 	case ENOTCONN:
 		/* No association any more: it ended under us. */
 		code = CONNECT_ECONNRESET;
 		cn_transport_set_error(t, code,
-				       "%s %s: the SCTP association is gone",
-				       what, t->peer);
+				       shut ? "%s %s: the peer shut the SCTP "
+					      "association down" :
+					      "%s %s: the SCTP association is "
+					      "gone", what, t->peer);
 		break;
 	case EPIPE:
 		code = CONNECT_ECONNRESET;
@@ -972,20 +1205,59 @@ static void sctp_auth_activate(struct sctp_transport *st, uint16_t n)
 }
 
 /*
+ * Delete the association's null key (0), so that DATA authenticated with
+ * it is refused from now on (RFC 6083: deactivating only stops our
+ * sending with it; usrsctp still accepts it).  Once the peer sends with
+ * key 1 (state 3), and when it is safe:
+ *
+ *   - usrsctp refuses while chunks we sent with key 0 still hold it
+ *     (unacknowledged): it says when they are gone (SCTP_AUTH_FREE_KEY),
+ *     and we try again then;
+ *   - no DATA chunk of the peer may still be missing: one sent with key 0
+ *     before its first with key 1 and lost would be refused when
+ *     retransmitted, and the association would stall.  On our one
+ *     ordered stream a gap holds back every later chunk, so none pending
+ *     (SCTP_STATUS) means none missing before the key-1 chunk that
+ *     switched us; we try again after the next data read.
+ *
+ * Runs on the reader.
+ */
+static void sctp_auth_drop_null(struct sctp_transport *st)
+{
+	struct sctp_authkeyid id = { .scact_keynumber = 0 };
+	struct sctp_status ss;
+	socklen_t len = sizeof(ss);
+
+	if (atomic_load(&st->auth) != 3)
+		return;
+	memset(&ss, 0, sizeof(ss));
+	if (usrsctp_getsockopt(st->so, IPPROTO_SCTP, SCTP_STATUS, &ss, &len) !=
+		    0 ||
+	    ss.sstat_penddata != 0)
+		return;
+	if (usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_DELETE_KEY, &id,
+			       sizeof(id)) == 0)
+		atomic_store(&st->auth, 4);
+}
+
+/*
  * The peer authenticated DATA with key 1 for the first time: it has the
- * key, so we send with it too, and the association's null key (0) is
- * dropped (RFC 6083: once both sides switched).  Runs on the reader.
+ * key, so we send with it too, and the association's null key (0) goes
+ * (RFC 6083): deactivated at once, deleted when safe.  Runs on the
+ * reader.
  */
 static void sctp_auth_peer_switched(struct sctp_transport *st)
 {
 	struct sctp_authkeyid id = { .scact_keynumber = 0 };
+	int auth = atomic_load(&st->auth);
 
-	if (atomic_load(&st->auth) == 0 || atomic_load(&st->auth) == 3)
+	if (auth == 0 || auth >= 3)
 		return;
 	sctp_auth_activate(st, 1);
 	usrsctp_setsockopt(st->so, IPPROTO_SCTP, SCTP_AUTH_DEACTIVATE_KEY, &id,
 			   sizeof(id));
 	atomic_store(&st->auth, 3);
+	sctp_auth_drop_null(st);
 }
 
 /* A notification read (possibly in pieces) from the socket. */
@@ -1003,11 +1275,31 @@ static void sctp_notification(struct sctp_transport *st, const void *buf,
 	if (st->nlen >= sizeof(sn->sn_header) &&
 	    sn->sn_header.sn_type == SCTP_SHUTDOWN_EVENT)
 		atomic_store(&st->peer_shut, 1);
+	/* The association lost: the peer's ABORT comes with its chunk
+	 * (sac_info), our stack's without. */
+	if (st->nlen >= sizeof(sn->sn_assoc_change) &&
+	    sn->sn_header.sn_type == SCTP_ASSOC_CHANGE &&
+	    (sn->sn_assoc_change.sac_state == SCTP_COMM_LOST ||
+	     sn->sn_assoc_change.sac_state == SCTP_CANT_STR_ASSOC))
+		atomic_store(&st->lost,
+			     sn->sn_assoc_change.sac_length >
+					     sizeof(struct sctp_assoc_change) ?
+				     ECONNRESET :
+				     ECONNABORTED);
+	if (st->nlen >= sizeof(sn->sn_paddr_change) &&
+	    sn->sn_header.sn_type == SCTP_PEER_ADDR_CHANGE &&
+	    sn->sn_paddr_change.spc_state == SCTP_ADDR_UNREACHABLE)
+		atomic_store(&st->unreachable, 1);
 	if (st->nlen >= sizeof(sn->sn_auth_event) &&
 	    sn->sn_header.sn_type == SCTP_AUTHENTICATION_EVENT &&
 	    sn->sn_auth_event.auth_indication == SCTP_AUTH_NEW_KEY &&
 	    sn->sn_auth_event.auth_keynumber == 1)
 		sctp_auth_peer_switched(st);
+	if (st->nlen >= sizeof(sn->sn_auth_event) &&
+	    sn->sn_header.sn_type == SCTP_AUTHENTICATION_EVENT &&
+	    sn->sn_auth_event.auth_indication == SCTP_AUTH_FREE_KEY &&
+	    sn->sn_auth_event.auth_keynumber == 0)
+		sctp_auth_drop_null(st);
 	st->nlen = 0;
 }
 
@@ -1036,8 +1328,11 @@ static ssize_t sctp_recv(struct cn_transport *t, void *buf, size_t len,
 			sctp_notification(st, buf, (size_t)n, mflags);
 			continue;
 		}
-		if (n > 0)
+		if (n > 0) {
+			if (atomic_load(&st->auth) == 3)
+				sctp_auth_drop_null(st);
 			return n;
+		}
 		if (n == 0) {
 			atomic_store(&st->peer_shut, 1);
 			return 0;
@@ -1333,16 +1628,17 @@ static const struct cn_transport_ops sctp_ops = {
 
 /*
  * A transport for a new socket of family af on the stack (started on the
- * options' UDP port), or for `so` (accepted: the stack runs).
+ * options' UDP port), or for `so` (accepted from `peer`: the stack runs).
  */
-static int sctp_new(int af, struct socket *so, const struct connect_opts *o,
-		    struct sctp_transport **stp, uint16_t *port, char *reason,
-		    size_t len)
+static int sctp_new(int af, struct socket *so, const struct sockaddr *peer,
+		    const struct connect_opts *o, struct sctp_transport **stp,
+		    uint16_t *port, char *reason, size_t len)
 {
+	const char *what = "";
 	struct sctp_transport *st = cn_calloc(1, sizeof(*st));
 	uint16_t want = so ? 0 : (uint16_t)o->v[CONNECT_OPT_SCTP_UDP_PORT];
 	char buf[128];
-	int rc;
+	int rc, e;
 
 	if (st == NULL || (st->sbuf = cn_malloc(SCTP_MSG)) == NULL) {
 		if (st)
@@ -1375,7 +1671,16 @@ static int sctp_new(int af, struct socket *so, const struct connect_opts *o,
 	}
 	st->so = so;
 	usrsctp_set_upcall(so, sctp_upcall, st->w);
-	sctp_apply_opts(so, o);
+	if ((e = sctp_apply_opts(so, o, peer, &what)) != 0) {
+		/* An accepted association ends with an ABORT. */
+		rc = cn_err_from_errno(e);
+		if (rc == CONNECT_EAGAIN || rc == CONNECT_OK)
+			rc = CONNECT_EIO;
+		snprintf(reason, len, "SCTP socket option %s: %s", what,
+			 strerror_r(e, buf, sizeof(buf)));
+		sctp_free(st);
+		return rc;
+	}
 	*stp = st;
 	return CONNECT_OK;
 }
@@ -1408,17 +1713,23 @@ static int sctp_connect_one(const struct cn_endpoint *ep,
 	struct sctp_udpencaps ue;
 	struct sockaddr_storage local;
 	char peer[CN_ADDRSTRLEN], buf[128];
+	const char *what = "";
 	uint16_t port, peer_port;
 	int rc, e;
 
 	cn_addr_format(sa, peer, sizeof(peer));
-	rc = sctp_new(sa->sa_family, NULL, o, &st, &port, reason, len);
+	rc = sctp_new(sa->sa_family, NULL, NULL, o, &st, &port, reason, len);
 	if (rc)
 		return rc;
 	snprintf(st->base.peer, sizeof(st->base.peer), "%s", peer);
-	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
-		sctp_auth_data(st->so);
-	sctp_loopback_mtu(st->so, sa);
+	if (((ep->layer_flags & CN_CLASS_AUTH_BELOW) &&
+	     (e = sctp_auth_data(st->so, &what)) != 0) ||
+	    (e = sctp_loopback_mtu(st->so, sa, &what)) != 0) {
+		snprintf(reason, len, "SCTP socket option %s: %s", what,
+			 strerror_r(e, buf, sizeof(buf)));
+		sctp_free(st);
+		return cn_err_from_errno(e);
+	}
 	peer_port = (uint16_t)o->v[CONNECT_OPT_SCTP_PEER_UDP_PORT];
 	if (peer_port == 0)
 		peer_port = port;
@@ -1450,16 +1761,31 @@ static int sctp_connect_one(const struct cn_endpoint *ep,
 		unsigned seq0 = atomic_load(&st->w->seq);
 		int state = sctp_state(st);
 
-		if (state == SCTP_ESTABLISHED)
+		/* Set up, and perhaps already ending: a peer that accepts,
+		 * sends and shuts down at once is a connection whose data
+		 * waits for the reader, then its end. */
+		if (sctp_state_connected(state))
 			break;
 		if (state < 0 || state == SCTP_CLOSED) {
 			e = sctp_so_error(st);
-			if (e == ECONNREFUSED || e == ECONNRESET) {
+			/* Gone without an error: only a graceful SHUTDOWN ends
+			 * an association that way, and only one that was
+			 * set up (a dial that fails sets the socket's error:
+			 * refused, or timed out). */
+			if (e == 0)
+				break;
+			if (e == ECONNREFUSED) {
 				snprintf(reason, len,
 					 "SCTP connect to %s: nobody listens "
 					 "there (the peer's stack refused)",
 					 peer);
 				rc = CONNECT_ECONNREFUSED;
+			} else if (e == ECONNRESET) {
+				snprintf(reason, len,
+					 "SCTP connect to %s: the peer aborted "
+					 "the association as it was set up",
+					 peer);
+				rc = CONNECT_ECONNRESET;
 			} else {
 				snprintf(reason, len, "SCTP connect to %s: %s",
 					 peer,
@@ -1545,12 +1871,11 @@ static int sctp_accept(struct cn_tlistener *base, struct cn_transport **tp,
 		memset(&ss, 0, sizeof(ss));
 		so = usrsctp_accept(l->so, (struct sockaddr *)&ss, &sslen);
 		if (so != NULL) {
-			rc = sctp_new(ss.ss_family, so, l->opts, &st, &port,
-				      reason, len);
+			rc = sctp_new(ss.ss_family, so, (struct sockaddr *)&ss,
+				      l->opts, &st, &port, reason, len);
 			if (rc)
 				return rc;
 			st->server = true;
-			sctp_loopback_mtu(so, (struct sockaddr *)&ss);
 			cn_addr_format((struct sockaddr *)&ss, st->base.peer,
 				       sizeof(st->base.peer));
 			sctp_addr_text(so, false, st->base.local,
@@ -1603,6 +1928,7 @@ static int sctp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 	struct addrinfo *res, *ai;
 	struct sockaddr_storage bound;
 	struct sockaddr *addrs = NULL;
+	const char *what = "";
 	uint16_t port;
 	char buf[128];
 	int rc, e, n;
@@ -1645,9 +1971,22 @@ static int sctp_listen(const struct cn_endpoint *ep, struct cn_tlistener **lp,
 		return cn_err_from_errno(e);
 	}
 	usrsctp_set_upcall(l->so, sctp_upcall, l->w);
-	sctp_apply_opts(l->so, ep->opts);
-	if (ep->layer_flags & CN_CLASS_AUTH_BELOW)
-		sctp_auth_data(l->so);
+	/* The loopback MTU for every association of a listener on a
+	 * loopback address, set before they exist (raised on an association
+	 * already up, usrsctp 0.9.5 ended it with an ABORT at the first
+	 * large message in our tests).  A listener on another address, the wildcard
+	 * included, keeps path MTU discovery for all. */
+	if ((e = sctp_apply_opts(l->so, ep->opts, NULL, &what)) != 0 ||
+	    (e = sctp_loopback_mtu(l->so, (struct sockaddr *)&bound,
+				   &what)) != 0 ||
+	    ((ep->layer_flags & CN_CLASS_AUTH_BELOW) &&
+	     (e = sctp_auth_data(l->so, &what)) != 0)) {
+		rc = cn_err_from_errno(e);
+		snprintf(reason, len, "listen on %s: SCTP socket option %s: %s",
+			 ep->addr, what, strerror_r(e, buf, sizeof(buf)));
+		sctp_listener_destroy(&l->base);
+		return rc;
+	}
 	if (usrsctp_bind(l->so, (struct sockaddr *)&bound,
 			 sockaddr_len((struct sockaddr *)&bound)) < 0 ||
 	    usrsctp_listen(l->so, 128) < 0) {

@@ -8,14 +8,18 @@
  *              the stack runs: CONNECT_EADDRINUSE at once, never a hang;
  *              the stack stops with its last user and starts again;
  *   dial       nobody at the UDP port: CONNECT_ETIMEDOUT within the
- *              connect timeout; nobody on the SCTP port: refused;
+ *              connect timeout; nobody on the SCTP port: refused; a
+ *              peer that sends and closes before the dialer looks: the
+ *              dial succeeds, the data arrives, then the end;
  *   procs      a client and an echo server in two processes, each on a
  *              UDP port of its own;
  *   dead       a killed peer is reported (CONNECT_EDEADPEER) within the
  *              heartbeat time;
- *   close      the peer's shutdown wakes a blocked reader; closes from
- *              two sides at once, with readers and writers blocked,
- *              never deadlock;
+ *   close      the peer's shutdown wakes a blocked reader, and sends
+ *              then fail; closes from two sides at once, with data in
+ *              flight both ways, never deadlock; a close whose data the
+ *              peer aborted says so; a listener's unaccepted
+ *              connections end when it closes;
  *   dtls       DTLS over SCTP refuses what TLS refuses (an unknown CA, a
  *              name mismatch, a missing client certificate), works with a
  *              client certificate, authenticates SCTP DATA (SCTP-AUTH,
@@ -31,6 +35,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -49,8 +54,8 @@
 #include "connect.h"
 #include "helpers.h"
 
-/* Only to read the stack's counters (SCTP-AUTH at work): the library and
- * the test share the process's usrsctp. */
+/* The library and the test share the process's usrsctp: the test reads
+ * its counters and looks at the library's sockets (see the hooks below). */
 #include <usrsctp.h>
 
 #define CERT(name) CERTDIR "/" name ".pem"
@@ -153,27 +158,256 @@ static void echo_once(connect_conn *c, connect_conn *s, uint32_t seq,
 }
 
 /* ---------------------------------------------------------------------- */
+/* Hooks into the library's calls to usrsctp                               */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * The library calls usrsctp through the dynamic linker, and a program's
+ * own definitions come first: these two see every usrsctp_getsockopt and
+ * usrsctp_setsockopt of the library (and of this file), and pass them on
+ * to usrsctp's (dlsym RTLD_NEXT).
+ *
+ *   - setsockopt records the sockets that got an SCTP-AUTH key (DTLS over
+ *     SCTP), so that a test can ask usrsctp which keys they hold;
+ *   - getsockopt can hold a dial: armed by a thread, the first time that
+ *     thread sees its association established (SCTP_STATUS) it waits
+ *     until the test releases it, as a dialer the scheduler left behind
+ *     would.
+ */
+static struct {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool hold;           /* armed */
+	bool held;           /* the dialer is waiting */
+	bool release;
+	pthread_t dialer;
+	int timeout_ms;
+	struct socket *auth[8]; /* sockets given an SCTP-AUTH key */
+	int nauth;
+	bool outq_seen;      /* a shutdown waited with bytes unacknowledged */
+	bool slow_reset;     /* armed: a recv meeting ECONNRESET waits */
+	unsigned so_error_reads; /* SO_ERROR asked for */
+} hook = { .m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* As the library's: usrsctp's count of unacknowledged bytes. */
+#define T_SCTP_GET_SNDBUF_USE 0x00001101
+struct t_sctp_sockstat {
+	sctp_assoc_t ss_assoc_id;
+	uint32_t ss_total_sndbuf;
+	uint32_t ss_total_recv_buf;
+};
+
+typedef int (*getsockopt_fn)(struct socket *, int, int, void *,
+			     socklen_t *);
+typedef int (*setsockopt_fn)(struct socket *, int, int, const void *,
+			     socklen_t);
+
+static void *real_fn(const char *name)
+{
+	void *f = dlsym(RTLD_NEXT, name);
+
+	if (f == NULL)
+		abort(); /* not Check's: this may run on any thread */
+	return f;
+}
+
+int usrsctp_setsockopt(struct socket *so, int level, int name,
+		       const void *val, socklen_t len)
+{
+	static _Atomic(setsockopt_fn) real;
+	setsockopt_fn f = atomic_load(&real);
+	int rc;
+
+	if (f == NULL) {
+		f = (setsockopt_fn)real_fn("usrsctp_setsockopt");
+		atomic_store(&real, f);
+	}
+	rc = f(so, level, name, val, len);
+	if (rc == 0 && level == IPPROTO_SCTP && name == SCTP_AUTH_KEY) {
+		pthread_mutex_lock(&hook.m);
+		if (hook.nauth < (int)(sizeof(hook.auth) / sizeof(hook.auth[0])))
+			hook.auth[hook.nauth++] = so;
+		pthread_mutex_unlock(&hook.m);
+	}
+	return rc;
+}
+
+int usrsctp_getsockopt(struct socket *so, int level, int name, void *val,
+		       socklen_t *len)
+{
+	static _Atomic(getsockopt_fn) real;
+	getsockopt_fn f = atomic_load(&real);
+	socklen_t len0 = len ? *len : 0;
+	int rc;
+
+	if (f == NULL) {
+		f = (getsockopt_fn)real_fn("usrsctp_getsockopt");
+		atomic_store(&real, f);
+	}
+	rc = f(so, level, name, val, len);
+	if (rc == 0 && level == SOL_SOCKET && name == SO_ERROR) {
+		pthread_mutex_lock(&hook.m);
+		hook.so_error_reads++;
+		pthread_mutex_unlock(&hook.m);
+	}
+	if (rc == 0 && level == IPPROTO_SCTP &&
+	    name == T_SCTP_GET_SNDBUF_USE &&
+	    ((struct t_sctp_sockstat *)val)->ss_total_sndbuf > 0) {
+		pthread_mutex_lock(&hook.m);
+		hook.outq_seen = true;
+		pthread_mutex_unlock(&hook.m);
+	}
+	if (rc != 0 || level != IPPROTO_SCTP || name != SCTP_STATUS ||
+	    ((struct sctp_status *)val)->sstat_state != SCTP_ESTABLISHED)
+		return rc;
+	pthread_mutex_lock(&hook.m);
+	if (hook.hold && pthread_equal(hook.dialer, pthread_self())) {
+		int64_t deadline = now_ms() + hook.timeout_ms;
+
+		hook.hold = false;
+		hook.held = true;
+		pthread_cond_broadcast(&hook.cv);
+		while (!hook.release && now_ms() < deadline) {
+			pthread_mutex_unlock(&hook.m);
+			sleep_ms(2);
+			pthread_mutex_lock(&hook.m);
+		}
+		pthread_mutex_unlock(&hook.m);
+		*len = len0;
+		return f(so, level, name, val, len);
+	}
+	pthread_mutex_unlock(&hook.m);
+	return rc;
+}
+
+/*
+ * usrsctp_recvv: armed (slow_reset), a recv that meets the peer's ABORT
+ * (ECONNRESET: usrsctp hands the socket's error over and clears it)
+ * returns only once another thread has read SO_ERROR, or after
+ * hook.timeout_ms: a reader the scheduler left behind between taking the
+ * error and recording it.
+ */
+ssize_t usrsctp_recvv(struct socket *so, void *dbuf, size_t len,
+		      struct sockaddr *from, socklen_t *fromlen, void *info,
+		      socklen_t *infolen, unsigned int *infotype,
+		      int *msg_flags)
+{
+	typedef ssize_t (*recvv_fn)(struct socket *, void *, size_t,
+				    struct sockaddr *, socklen_t *, void *,
+				    socklen_t *, unsigned int *, int *);
+	static _Atomic(recvv_fn) real;
+	recvv_fn f = atomic_load(&real);
+	ssize_t n;
+	int e;
+
+	if (f == NULL) {
+		f = (recvv_fn)real_fn("usrsctp_recvv");
+		atomic_store(&real, f);
+	}
+	n = f(so, dbuf, len, from, fromlen, info, infolen, infotype,
+	      msg_flags);
+	if (n >= 0 || errno != ECONNRESET)
+		return n;
+	e = errno;
+	pthread_mutex_lock(&hook.m);
+	if (hook.slow_reset) {
+		unsigned reads = hook.so_error_reads;
+		int64_t deadline = now_ms() + hook.timeout_ms;
+
+		hook.slow_reset = false;
+		while (hook.so_error_reads == reads && now_ms() < deadline) {
+			pthread_mutex_unlock(&hook.m);
+			sleep_ms(2);
+			pthread_mutex_lock(&hook.m);
+		}
+	}
+	pthread_mutex_unlock(&hook.m);
+	errno = e;
+	return n;
+}
+
+static bool hook_outq_seen(void *arg)
+{
+	bool seen;
+
+	(void)arg;
+	pthread_mutex_lock(&hook.m);
+	seen = hook.outq_seen;
+	pthread_mutex_unlock(&hook.m);
+	return seen;
+}
+
+/* The calling thread's next dial waits once established (at most
+ * timeout_ms) until hook_release(). */
+static void hook_hold_dial(int timeout_ms)
+{
+	pthread_mutex_lock(&hook.m);
+	hook.hold = true;
+	hook.held = false;
+	hook.release = false;
+	hook.dialer = pthread_self();
+	hook.timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&hook.m);
+}
+
+static bool hook_dial_held(void *arg)
+{
+	bool held;
+
+	(void)arg;
+	pthread_mutex_lock(&hook.m);
+	held = hook.held;
+	pthread_mutex_unlock(&hook.m);
+	return held;
+}
+
+static void hook_release(void)
+{
+	pthread_mutex_lock(&hook.m);
+	hook.release = true;
+	hook.hold = false;
+	pthread_mutex_unlock(&hook.m);
+}
+
+/* ---------------------------------------------------------------------- */
 /* The stack's UDP port                                                    */
 /* ---------------------------------------------------------------------- */
 
 /* usrsctp binds a taken port without a word, and associations then hang:
  * the library must say so at once. */
+struct taken {
+	const connect_opts *o;
+	connect_listener *l;
+	connect_conn *c;
+	int listen_rc, dial_rc;
+};
+
+static void *taken_main(void *arg)
+{
+	struct taken *t = arg;
+
+	t->listen_rc = connect_listen(&t->l, "sctp://127.0.0.1:0", t->o);
+	t->dial_rc = connect_dial(&t->c, "sctp://127.0.0.1:7", t->o);
+	return NULL;
+}
+
 START_TEST(port_taken)
 {
 	int port, fd = hold_udp_port(&port);
 	connect_opts *o = sctp_opts(port, 0);
-	connect_listener *l = NULL;
-	connect_conn *c = NULL;
-	int64_t t0 = now_ms();
+	struct taken t = { .o = o };
+	connect_listener *l;
+	pthread_t th;
 
-	ck_assert_code(connect_listen(&l, "sctp://127.0.0.1:0", o),
-		       CONNECT_EADDRINUSE);
-	ck_assert_code(connect_dial(&c, "sctp://127.0.0.1:7", o),
-		       CONNECT_EADDRINUSE);
-	ck_assert_ptr_null(l);
-	ck_assert_ptr_null(c);
-	/* At once: the connect timeout (10 s) never came into it. */
-	ck_assert_int_lt(now_ms() - t0, scaled_ms(5000));
+	/* In a thread, so that a hang is a failure of its own (the join's
+	 * timeout) and not the suite's timeout; how fast it returns is not
+	 * the point. */
+	t_thread_start(&th, taken_main, &t);
+	t_thread_join(th, scaled_ms(60000), "listen and dial on a taken port");
+	ck_assert_code(t.listen_rc, CONNECT_EADDRINUSE);
+	ck_assert_code(t.dial_rc, CONNECT_EADDRINUSE);
+	ck_assert_ptr_null(t.l);
+	ck_assert_ptr_null(t.c);
 	close(fd);
 	/* Freed by the other program: it works. */
 	l = listen_ok(o);
@@ -223,23 +457,98 @@ END_TEST
 /* Dialing nobody                                                          */
 /* ---------------------------------------------------------------------- */
 
+static void *nobody_main(void *arg)
+{
+	struct taken *t = arg;
+
+	t->dial_rc = connect_dial(&t->c, "sctp://127.0.0.1:7878", t->o);
+	return NULL;
+}
+
 /* No SCTP stack at the peer's UDP port: the INITs go unanswered, and the
  * connect timeout ends the dial. */
 START_TEST(dial_nobody_times_out)
 {
 	int nobody = free_udp_port();
 	connect_opts *o = sctp_opts(0, nobody);
-	connect_conn *c = NULL;
-	int64_t t0;
+	struct taken t = { .o = o };
+	pthread_t th;
 
 	ck_assert_code(connect_opts_set(o, CONNECT_OPT_CONNECT_TIMEOUT_MS,
 					300),
 		       CONNECT_OK);
-	t0 = now_ms();
-	ck_assert_code(connect_dial(&c, "sctp://127.0.0.1:7878", o),
-		       CONNECT_ETIMEDOUT);
-	ck_assert_ptr_null(c);
-	ck_assert_int_lt(now_ms() - t0, scaled_ms(5000));
+	/* Returns at all (the join's timeout, far above the connect
+	 * timeout, only catches a hang). */
+	t_thread_start(&th, nobody_main, &t);
+	t_thread_join(th, scaled_ms(60000), "dial of nobody");
+	ck_assert_code(t.dial_rc, CONNECT_ETIMEDOUT);
+	ck_assert_ptr_null(t.c);
+	connect_opts_free(o);
+}
+END_TEST
+
+/* The server side of dial_peer_closes_at_once: accept, send one
+ * datagram, close with linger, then let the held dial go on. */
+struct quick_server {
+	pthread_t th;
+	connect_listener *l;
+	int accept_rc, send_rc, close_rc;
+};
+
+static void *quick_server_main(void *arg)
+{
+	struct quick_server *q = arg;
+	connect_conn *s = NULL;
+
+	q->send_rc = q->close_rc = CONNECT_EINVAL;
+	q->accept_rc = connect_accept_wait(q->l, &s, scaled_ms(10000));
+	if (q->accept_rc == CONNECT_OK) {
+		/* The dialer sits in its dial: its association is up. */
+		if (!wait_for(hook_dial_held, NULL, scaled_ms(10000)))
+			q->accept_rc = CONNECT_ETIMEDOUT;
+		q->send_rc = connect_send(s, dg_make_nocheck(4, 1, 300));
+		q->close_rc = connect_close(s, scaled_ms(5000), NULL);
+	}
+	hook_release();
+	return NULL;
+}
+
+/*
+ * A server that accepts, sends and shuts down before the dialer looks at
+ * its association again (held by the hook): the dial succeeds, the data
+ * arrives, then the end of the stream.
+ */
+START_TEST(dial_peer_closes_at_once)
+{
+	connect_opts *o = sctp_opts(0, 0);
+	connect_listener *l = listen_ok(o);
+	struct quick_server q = { .l = l };
+	connect_datagram *dg = NULL;
+	connect_conn *c = NULL;
+	char url[64], why[200];
+	bool ok;
+	int rc;
+
+	t_thread_start(&q.th, quick_server_main, &q);
+	hook_hold_dial(scaled_ms(20000));
+	snprintf(url, sizeof(url), "sctp://127.0.0.1:%d",
+		 connect_listener_port(l));
+	rc = connect_dial(&c, url, o);
+	hook_release();
+	t_thread_join(q.th, scaled_ms(30000), "server");
+	ck_assert_code(q.accept_rc, CONNECT_OK);
+	ck_assert_code(q.send_rc, CONNECT_OK);
+	ck_assert_code(q.close_rc, CONNECT_OK);
+	ck_assert_code(rc, CONNECT_OK);
+	ck_assert_code(connect_recv_wait(c, &dg, scaled_ms(10000)),
+		       CONNECT_OK);
+	ok = dg_check(dg, 4, 1, 300, why, sizeof(why));
+	connect_datagram_free(dg);
+	ck_assert_msg(ok, "%s", why);
+	ck_assert_code(connect_recv_wait(c, &dg, scaled_ms(10000)),
+		       CONNECT_EEOF);
+	connect_close(c, 0, NULL);
+	connect_listener_close(l);
 	connect_opts_free(o);
 }
 END_TEST
@@ -458,6 +767,12 @@ static bool blocked_entered(void *arg)
 	return atomic_load(&((struct blocked *)arg)->entered);
 }
 
+/*
+ * A thread receiving on c.  The API cannot tell when a call is inside
+ * its wait, so the pause only makes it likely that the thread sleeps
+ * there before the test goes on; no result depends on it, and c is
+ * never closed before the thread has returned.
+ */
 static void blocked_start(struct blocked *b, connect_conn *c)
 {
 	b->c = c;
@@ -478,6 +793,9 @@ START_TEST(shutdown_wakes_reader)
 	connect_conn *c = dial_ok(connect_listener_port(l), o);
 	connect_conn *s = t_accept_ok(l, scaled_ms(10000));
 	struct blocked b;
+	int64_t deadline;
+	char why[256];
+	int rc;
 
 	connect_listener_close(l);
 	echo_once(c, s, 1, 10);
@@ -486,11 +804,26 @@ START_TEST(shutdown_wakes_reader)
 	ck_assert_int_eq(join_timeout(b.th, NULL, scaled_ms(10000)), 0);
 	ck_assert_code(b.rc, CONNECT_EEOF);
 	/* The end is sticky, and sending to a peer that shut down fails
-	 * (SCTP has no half-close) without hanging. */
+	 * (SCTP has no half-close) without hanging: the writer's send is
+	 * refused, later sends return its error. */
 	blocked_start(&b, s);
 	ck_assert_int_eq(join_timeout(b.th, NULL, scaled_ms(10000)), 0);
 	ck_assert_code(b.rc, CONNECT_EEOF);
-	connect_close(s, scaled_ms(5000), NULL);
+	deadline = now_ms() + scaled_ms(10000);
+	do {
+		connect_datagram *dg = dg_make(1, 2, 10);
+
+		rc = connect_send_wait(s, dg, scaled_ms(1000));
+		if (rc != CONNECT_OK)
+			connect_datagram_free(dg);
+		else
+			sleep_ms(5);
+	} while (rc == CONNECT_OK && now_ms() < deadline);
+	ck_assert_code(rc, CONNECT_ECONNRESET);
+	ck_assert_code(connect_conn_error(s, why, sizeof(why)),
+		       CONNECT_ECONNRESET);
+	ck_assert_msg(strstr(why, "shut") != NULL, "reason: %s", why);
+	ck_assert_int_ne(connect_close(s, scaled_ms(5000), NULL), CONNECT_OK);
 	connect_opts_free(o);
 }
 END_TEST
@@ -511,10 +844,93 @@ static void *closer_main(void *arg)
 }
 
 /*
+ * A close waiting for its data to be acknowledged when the peer aborts:
+ * data was lost, and the close must say so, even when the reader took
+ * the socket's error (usrsctp clears it) and has not recorded it yet
+ * (the hook holds it there until the closing side has looked at
+ * SO_ERROR).  The server reads nothing (a queue of one datagram), so its
+ * window closes with our data unacknowledged.
+ */
+START_TEST(close_sees_peer_abort)
+{
+	connect_opts *o = sctp_opts(0, 0);
+	connect_opts *so = sctp_opts(0, 0);
+	connect_listener *l;
+	connect_conn *c, *s;
+	struct closer kc = { .linger = scaled_ms(20000) };
+
+	ck_assert_code(connect_opts_set(so, CONNECT_OPT_RECV_QUEUE_MSGS, 1),
+		       CONNECT_OK);
+	l = listen_ok(so);
+	c = dial_ok(connect_listener_port(l), o);
+	s = t_accept_ok(l, scaled_ms(10000));
+	connect_listener_close(l);
+	for (uint32_t i = 0; i < 24; i++)
+		ck_assert_code(connect_send_wait(c, dg_make(3, i, 8192),
+						 scaled_ms(10000)),
+			       CONNECT_OK);
+	pthread_mutex_lock(&hook.m);
+	hook.outq_seen = false;
+	hook.slow_reset = true;
+	hook.timeout_ms = scaled_ms(2000);
+	pthread_mutex_unlock(&hook.m);
+	kc.c = c;
+	t_thread_start(&kc.th, closer_main, &kc);
+	/* 192 KiB: more than the server's window, less than that and our
+	 * send buffer, so the close waits in its shutdown for
+	 * acknowledgements that never come: the peer aborts. */
+	ck_assert_msg(wait_for(hook_outq_seen, NULL, scaled_ms(10000)),
+		      "the close never waited with data unacknowledged");
+	connect_close(s, 0, NULL);
+	t_thread_join(kc.th, scaled_ms(30000), "close");
+	pthread_mutex_lock(&hook.m);
+	hook.slow_reset = false;
+	pthread_mutex_unlock(&hook.m);
+	ck_assert_msg(kc.rc != CONNECT_OK,
+		      "a close whose data the peer never acknowledged "
+		      "(it aborted) returned CONNECT_OK");
+	connect_opts_free(o);
+	connect_opts_free(so);
+}
+END_TEST
+
+/* What a close may return: anything but CONNECT_OK when something it had
+ * accepted was not handed over. */
+static void close_rc_ok(int rc, size_t unsent, const char *who, int round)
+{
+	ck_assert_msg(rc == CONNECT_OK || rc == CONNECT_ECONNRESET ||
+			      rc == CONNECT_ETIMEDOUT,
+		      "round %d: %s close: %s", round, who,
+		      connect_err_name(rc));
+	ck_assert_msg(rc != CONNECT_OK || unsent == 0,
+		      "round %d: %s close: CONNECT_OK with %zu unsent", round,
+		      who, unsent);
+}
+
+struct closer2 {
+	pthread_t th;
+	connect_conn *c;
+	int linger;
+	int rc;
+	size_t unsent;
+};
+
+static void *closer2_main(void *arg)
+{
+	struct closer2 *k = arg;
+
+	k->rc = connect_close(k->c, k->linger, &k->unsent);
+	return NULL;
+}
+
+/*
  * usrsctp_close() with a thread inside a call on the socket deadlocks;
  * the library joins its threads first.  Many times over: both ends close
- * at once, with a reader blocked on each side and data in flight both
- * ways, with and without linger; every close returns.
+ * at once, with data in flight both ways (the library's readers and
+ * writers inside usrsctp), with and without linger; every close returns,
+ * with a code that follows the rule of connect_close.  A thread of ours
+ * waits on each side first and is woken by the data: a connection is
+ * never closed before that thread has returned.
  */
 START_TEST(close_never_deadlocks)
 {
@@ -526,37 +942,45 @@ START_TEST(close_never_deadlocks)
 		connect_conn *c = dial_ok(connect_listener_port(l), o);
 		connect_conn *s = t_accept_ok(l, scaled_ms(10000));
 		struct blocked bc, bs;
-		struct closer kc = { .c = c, .linger = r % 3 ? 0 : 2000 };
-		struct closer ks = { .c = s, .linger = r % 2 ? 0 : 2000 };
+		struct closer2 kc = { .c = c, .linger = r % 3 ? 0 : 2000 };
+		struct closer2 ks = { .c = s, .linger = r % 2 ? 0 : 2000 };
 
 		echo_once(c, s, (uint32_t)r, 100);
 		blocked_start(&bc, c);
 		blocked_start(&bs, s);
 		/* Data both ways while the closes begin. */
 		for (uint32_t i = 0; i < 50; i++) {
-			connect_send(c, dg_make(2, i, 2000));
-			connect_send(s, dg_make(2, i, 2000));
+			ck_assert_code(connect_send(c, dg_make(2, i, 2000)),
+				       CONNECT_OK);
+			ck_assert_code(connect_send(s, dg_make(2, i, 2000)),
+				       CONNECT_OK);
 		}
-		ck_assert_int_eq(pthread_create(&kc.th, NULL, closer_main, &kc),
-				 0);
-		ck_assert_int_eq(pthread_create(&ks.th, NULL, closer_main, &ks),
-				 0);
-		ck_assert_msg(join_timeout(kc.th, NULL, scaled_ms(20000)) == 0,
-			      "round %d: client close hangs", r);
-		ck_assert_msg(join_timeout(ks.th, NULL, scaled_ms(20000)) == 0,
-			      "round %d: server close hangs", r);
-		ck_assert_int_eq(join_timeout(bc.th, NULL, scaled_ms(10000)),
-				 0);
-		ck_assert_int_eq(join_timeout(bs.th, NULL, scaled_ms(10000)),
-				 0);
+		t_thread_join(bc.th, scaled_ms(10000), "round %d: client "
+			      "reader", r);
+		t_thread_join(bs.th, scaled_ms(10000), "round %d: server "
+			      "reader", r);
+		ck_assert_code(bc.rc, CONNECT_OK);
+		ck_assert_code(bs.rc, CONNECT_OK);
+		t_thread_start(&kc.th, closer2_main, &kc);
+		t_thread_start(&ks.th, closer2_main, &ks);
+		t_thread_join(kc.th, scaled_ms(20000),
+			      "round %d: client close", r);
+		t_thread_join(ks.th, scaled_ms(20000),
+			      "round %d: server close", r);
+		close_rc_ok(kc.rc, kc.unsent, "client", r);
+		close_rc_ok(ks.rc, ks.unsent, "server", r);
 	}
 	connect_listener_close(l);
 	connect_opts_free(o);
 }
 END_TEST
 
-/* A listener closed with connections in its accept queue and a blocked
- * accept: all of it ends. */
+/*
+ * A listener closed with connections in its accept queue (the library
+ * accepted them, the application never took them): they are closed, and
+ * each client sees its connection end (the end of the stream or a
+ * reset), not a silent hang.
+ */
 START_TEST(listener_close_with_queue)
 {
 	connect_opts *o = sctp_opts(0, 0);
@@ -566,8 +990,16 @@ START_TEST(listener_close_with_queue)
 	for (int k = 0; k < 3; k++)
 		c[k] = dial_ok(connect_listener_port(l), o);
 	connect_listener_close(l);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 3; k++) {
+		connect_datagram *dg = NULL;
+		int rc = connect_recv_wait(c[k], &dg, scaled_ms(20000));
+
+		if (rc == CONNECT_OK)
+			connect_datagram_free(dg);
+		ck_assert_msg(rc == CONNECT_EEOF || rc == CONNECT_ECONNRESET,
+			      "client %d: %s", k, connect_err_name(rc));
 		connect_close(c[k], 0, NULL);
+	}
 	connect_opts_free(o);
 }
 END_TEST
@@ -733,10 +1165,37 @@ START_TEST(dtls_client_cert_required)
 }
 END_TEST
 
+/* Each socket given an SCTP-AUTH key sends with key 1 and no longer
+ * holds key 0 (deactivating a key that is not there fails). */
+static bool auth_switched(void *arg)
+{
+	int want = *(int *)arg, n = 0;
+
+	pthread_mutex_lock(&hook.m);
+	for (int i = 0; i < hook.nauth; i++) {
+		struct sctp_authkeyid id;
+		socklen_t len = sizeof(id);
+
+		memset(&id, 0, sizeof(id));
+		if (usrsctp_getsockopt(hook.auth[i], IPPROTO_SCTP,
+				       SCTP_AUTH_ACTIVE_KEY, &id, &len) != 0 ||
+		    id.scact_keynumber != 1)
+			continue;
+		memset(&id, 0, sizeof(id));
+		if (usrsctp_setsockopt(hook.auth[i], IPPROTO_SCTP,
+				       SCTP_AUTH_DEACTIVATE_KEY, &id,
+				       sizeof(id)) != 0)
+			n++;
+	}
+	pthread_mutex_unlock(&hook.m);
+	return n == want;
+}
+
 /*
  * RFC 6083: DATA chunks carry SCTP-AUTH, keyed from the DTLS exporter once
- * the handshake is done.  The stack counts the AUTH chunks it received
- * and those that failed; both ends are in this process.
+ * the handshake is done, and the null key (0) is removed.  Both ends are
+ * in this process: the stack counts the AUTH chunks it received and those
+ * that failed, and the hook found both sockets, whose keys usrsctp shows.
  */
 START_TEST(dtls_sctp_auth)
 {
@@ -746,7 +1205,11 @@ START_TEST(dtls_sctp_auth)
 	connect_listener *l = dtls_listen(sc);
 	connect_conn *c = NULL, *s;
 	struct sctpstat st0, st1;
+	int two = 2, n;
 
+	pthread_mutex_lock(&hook.m);
+	hook.nauth = 0;
+	pthread_mutex_unlock(&hook.m);
 	ck_assert_code(dtls_dial(l, cc, "localhost", &c), CONNECT_OK);
 	s = t_accept_ok(l, scaled_ms(10000));
 	usrsctp_get_stat(&st0);
@@ -759,6 +1222,13 @@ START_TEST(dtls_sctp_auth)
 	usrsctp_get_stat(&st1);
 	ck_assert_uint_gt(st1.sctps_recvauth, st0.sctps_recvauth);
 	ck_assert_uint_eq(st1.sctps_recvauthmissing, st0.sctps_recvauthmissing);
+	/* The exporter's key in use both ways, the null key gone. */
+	pthread_mutex_lock(&hook.m);
+	n = hook.nauth;
+	pthread_mutex_unlock(&hook.m);
+	ck_assert_int_eq(n, 2);
+	ck_assert_msg(wait_for(auth_switched, &two, scaled_ms(10000)),
+		      "the sides do not both send with key 1 without key 0");
 	connect_listener_close(l);
 	ck_assert_code(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
 	connect_close(s, scaled_ms(5000), NULL);
@@ -808,6 +1278,7 @@ static Suite *sctp_suite(void)
 	tc = tcase(s, "dial");
 	tcase_add_test(tc, dial_nobody_times_out);
 	tcase_add_test(tc, dial_refused);
+	tcase_add_test(tc, dial_peer_closes_at_once);
 	tc = tcase(s, "procs");
 	tcase_add_test(tc, two_processes);
 	tc = tcase(s, "dead");
@@ -815,6 +1286,7 @@ static Suite *sctp_suite(void)
 	tc = tcase(s, "close");
 	tcase_add_test(tc, shutdown_wakes_reader);
 	tcase_add_test(tc, close_never_deadlocks);
+	tcase_add_test(tc, close_sees_peer_abort);
 	tcase_add_test(tc, listener_close_with_queue);
 	tc = tcase(s, "dtls");
 	tcase_add_test(tc, dtls_unknown_issuer);
