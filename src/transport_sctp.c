@@ -1462,6 +1462,20 @@ static int sctp_shutdown(struct cn_transport *t, size_t grace)
 			break;
 		/* Gone, or ended and being freed. */
 		if (state < 0 || state == SCTP_CLOSED) {
+			int raw = 0;
+			socklen_t len = sizeof(raw);
+
+			/* Ended gracefully (no loss recorded from the
+			 * notifications, no error on the socket): a graceful
+			 * end comes only once everything we had sent was
+			 * acknowledged (RFC 4960, 9.2); a send refused after
+			 * the peer's SHUTDOWN (a DTLS close_notify) lost
+			 * nothing sent before. */
+			if (atomic_load(&st->lost) == 0 &&
+			    (usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR,
+						&raw, &len) != 0 ||
+			     raw == 0))
+				break;
 			e = sctp_so_error(st);
 			if (e == 0)
 				break;

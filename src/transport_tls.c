@@ -1061,6 +1061,11 @@ static int tls_session_setup(struct tls_transport *t, const char *server_name)
 	 * between reads (hundreds of ms); our loop waits on the transport. */
 	if (t->dtls)
 		flags |= GNUTLS_DATAGRAM | GNUTLS_NONBLOCK;
+	/* RFC 6083 (3.3): no DTLS replay detection over SCTP (the stream
+	 * is reliable and ordered; a record that fails its check still
+	 * fails the session, see dtls_record_recv). */
+	if (t->dtls)
+		flags |= GNUTLS_NO_REPLAY_PROTECTION;
 	ret = gnutls_init(&t->session, flags);
 	if (ret < 0) {
 		t->session = NULL;
