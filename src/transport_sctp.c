@@ -1131,22 +1131,21 @@ static int sctp_fail(struct sctp_transport *st, const char *what, int e)
 		}
 	}
 	atomic_compare_exchange_strong(&st->failed, &zero, e);
+	/* Our stack's ABORT after the peer's path went unreachable: the
+	 * peer stopped answering, as with ETIMEDOUT. */
+	if (e == ECONNABORTED && atomic_load(&st->unreachable))
+		e = ETIMEDOUT;
 	switch (e) {
 	case ECONNABORTED:
-		if (!atomic_load(&st->unreachable)) {
-			/* Our stack's ABORT without a path gone first: the
-			 * peer broke the protocol (or the stack ran out of
-			 * something). */
-			code = CONNECT_ECONNRESET;
-			cn_transport_set_error(t, code,
-					       "%s %s: our SCTP stack aborted "
-					       "the association (a protocol "
-					       "violation by the peer, not "
-					       "unanswered heartbeats)",
-					       what, t->peer);
-			break;
-		}
-		/* fall through */
+		/* Our stack's ABORT without a path gone first: the peer
+		 * broke the protocol (or the stack ran out of something). */
+		code = CONNECT_ECONNRESET;
+		cn_transport_set_error(t, code,
+				       "%s %s: our SCTP stack aborted the "
+				       "association (a protocol violation by "
+				       "the peer, not unanswered heartbeats)",
+				       what, t->peer);
+		break;
 	case ETIMEDOUT:
 		/* Our stack ended the association: what it does when
 		 * heartbeats or retransmissions go unanswered too often (the

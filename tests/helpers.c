@@ -135,10 +135,12 @@ TCase *t_tcase(Suite *s, const char *name, int timeout_s)
 /* ---------------------------------------------------------------------- */
 
 const struct t_transport t_table[T_COUNT] = {
-	[T_TCP4] = { "tcp4", "tcp", "127.0.0.1", false, true, false, AF_INET },
-	[T_TCP6] = { "tcp6", "tcp", "[::1]", false, true, false, AF_INET6 },
+	[T_TCP4] = { "tcp4", "tcp", "127.0.0.1", false, true, false, AF_INET,
+		     false },
+	[T_TCP6] = { "tcp6", "tcp", "[::1]", false, true, false, AF_INET6,
+		     false },
 	[T_TLS] = { "tls", "tls+tcp", "127.0.0.1", true, false, true,
-		    AF_INET },
+		    AF_INET, false },
 #ifdef CONNECT_TEST_SCTP
 	[T_SCTP] = { "sctp", "sctp", "127.0.0.1", false, false, false,
 		     AF_INET, true },
@@ -147,9 +149,9 @@ const struct t_transport t_table[T_COUNT] = {
 #endif
 #ifdef CONNECT_TEST_FAULT
 	[T_FAULT] = { "fault", "fault+tcp", "127.0.0.1", false, true, false,
-		      AF_INET },
+		      AF_INET, false },
 	[T_TLS_FAULT] = { "tls-fault", "tls+fault+tcp", "127.0.0.1", true,
-			  false, true, AF_INET },
+			  false, true, AF_INET, false },
 #endif
 };
 
