@@ -62,6 +62,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -597,6 +598,13 @@ called_off:
  * descriptors of this process bound to our port: find them and give them
  * room (best effort; the system's net.core.rmem_max caps it unless the
  * process may exceed it).
+ *
+ * usrsctp also opens them without close-on-exec: a child the application
+ * forks and executes would inherit them, hold the port after our stack
+ * stopped (the next start on it then fails with CONNECT_EADDRINUSE), and
+ * take some of its packets.  They get FD_CLOEXEC here, right after
+ * usrsctp_init().  A fork and exec by another thread between the two
+ * still passes them on: usrsctp gives no way to close that window.
  */
 static uint16_t sockaddr_port(const struct sockaddr *sa);
 
@@ -611,7 +619,7 @@ static void stack_udp_buffers(uint16_t port)
 	while ((e = readdir(d)) != NULL) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd, type = 0;
+		int fd, flags, type = 0;
 		socklen_t tlen = sizeof(type);
 
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
@@ -624,6 +632,9 @@ static void stack_udp_buffers(uint16_t port)
 		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
 		    sockaddr_port((struct sockaddr *)&ss) != port)
 			continue;
+		flags = fcntl(fd, F_GETFD);
+		if (flags >= 0 && !(flags & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes,
 			       sizeof(bytes)) != 0)
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes,

@@ -6,7 +6,9 @@
  *
  *   ports      a UDP port taken by another program, or another port while
  *              the stack runs: CONNECT_EADDRINUSE at once, never a hang;
- *              the stack stops with its last user and starts again;
+ *              the stack stops with its last user and starts again,
+ *              also while a program started meanwhile still runs (it
+ *              inherits none of the stack's sockets);
  *   dial       nobody at the UDP port: CONNECT_ETIMEDOUT within the
  *              connect timeout; nobody on the SCTP port: refused; a
  *              peer that sends and closes before the dialer looks: the
@@ -37,6 +39,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -450,6 +453,41 @@ START_TEST(port_per_process)
 	connect_opts_free(o1);
 	connect_opts_free(o2);
 	connect_opts_free(any);
+}
+END_TEST
+
+static int reap(pid_t pid, int timeout_ms);
+
+/* usrsctp's UDP sockets are close-on-exec: a program the application
+ * starts does not inherit them, so it does not keep the port once the
+ * stack stopped (the next start on that port would fail). */
+START_TEST(port_not_inherited)
+{
+	int port = free_udp_port(), in[2];
+	connect_opts *o = sctp_opts(port, 0);
+	connect_listener *l = listen_ok(o);
+	pid_t pid;
+
+	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Lives until the test closes the pipe (or is killed). */
+		if (dup2(in[0], 0) == 0)
+			execl("/bin/sh", "sh", "-c", "read x; exit 0",
+			      (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	connect_listener_close(l);
+	/* The stack stopped with its last user; the child still runs. */
+	l = NULL;
+	ck_assert_code(connect_listen(&l, "sctp://127.0.0.1:0", o),
+		       CONNECT_OK);
+	connect_listener_close(l);
+	close(in[1]);
+	ck_assert_int_eq(reap(pid, scaled_ms(10000)), 0);
+	connect_opts_free(o);
 }
 END_TEST
 
@@ -1275,6 +1313,7 @@ static Suite *sctp_suite(void)
 	tc = tcase(s, "ports");
 	tcase_add_test(tc, port_taken);
 	tcase_add_test(tc, port_per_process);
+	tcase_add_test(tc, port_not_inherited);
 	tc = tcase(s, "dial");
 	tcase_add_test(tc, dial_nobody_times_out);
 	tcase_add_test(tc, dial_refused);
