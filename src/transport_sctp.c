@@ -62,6 +62,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -104,6 +105,9 @@
  * is retried. */
 #define SCTP_ORPHAN_WAIT_MS 2000
 #define SCTP_FINISH_WAIT_MS 3000
+/* How long the last close tries usrsctp_finish before the stop goes on
+ * in a thread of its own (see stack_stop()). */
+#define SCTP_FINISH_QUICK_MS 500
 /* A socket whose association is gone, and whose reference count stays
  * above ours this long, holds usrsctp's leaks (see so_refs()). */
 #define SCTP_ZOMBIE_MS 1000
@@ -198,6 +202,7 @@ static struct {
 	bool running;      /* usrsctp_init done, usrsctp_finish not yet */
 	bool stopping;     /* stack_stop under way (it sleeps unlocked) */
 	bool broken;       /* running without its UDP port: must stop */
+	bool stuck;        /* a stop failed: usrsctp holds an endpoint */
 	uint16_t port;     /* the UDP port, while running */
 	struct sctp_waker *free_wakers, *all_wakers;
 	struct kept *kept;
@@ -374,6 +379,18 @@ static void sctp_drain(struct socket *so)
  * once per reference when the count has stayed the same for
  * SCTP_ZOMBIE_MS or the stack stops with no association left.  A fixed
  * usrsctp never makes zombies.
+ *
+ * Worse, an association can stay "about to be freed" for good: after
+ * many associations with large messages in flight were cut at once, one
+ * was seen with a reference to it (the association's own count, not the
+ * socket's) that usrsctp never gave back.  Its kill timer then fires
+ * again and again, each time leaking one more socket reference (so_count
+ * 524, and 1258 a few seconds later); neither the association, nor the
+ * socket, nor its endpoint is ever freed, and usrsctp_finish() fails for
+ * as long as the process lives.  Nothing outside usrsctp can end that:
+ * such a socket is closed once (our own reference, at the stop) and
+ * forgotten, and the stack stays up for the process's next SCTP users
+ * (stack.stuck, see stack_stop()).
  */
 static int so_refs(struct socket *so)
 {
@@ -496,6 +513,7 @@ static bool stack_finish(int ms, bool pause)
 	}
 	stack.running = false;
 	stack.broken = false;
+	stack.stuck = false;
 	while ((w = stack.all_wakers) != NULL) {
 		stack.all_wakers = w->next_all;
 		pthread_mutex_destroy(&w->m);
@@ -507,21 +525,18 @@ static bool stack_finish(int ms, bool pause)
 }
 
 /*
- * Under stack.lock, the last user gone: stop the stack.  Its waits (for
- * shutdowns under way, ABORTs, leaked references, usrsctp_finish: seconds
- * at worst) sleep with the lock released; a user who comes meanwhile
- * calls the stop off and keeps the stack, one who wants another UDP port
- * waits for the end of the stop (stack_acquire).
+ * Under stack.lock, stack.stopping set, no user: stop the stack.  Its
+ * waits (for shutdowns under way, ABORTs, leaked references,
+ * usrsctp_finish: seconds at worst) sleep with the lock released; a user
+ * who comes meanwhile calls the stop off and keeps the stack, one who
+ * wants another UDP port waits for the end of the stop (stack_acquire).
  */
-static void stack_stop(void)
+static void stop_run(void)
 {
 	int64_t deadline;
 	struct kept **pp, *k;
 	int rounds = 0;
 
-	if (stack.stopping) /* the stopper sees users == 0 when it wakes */
-		return;
-	stack.stopping = true;
 again:
 	/* A user that came and went while we slept may have left an
 	 * association: from the top for it (a few times at most). */
@@ -573,19 +588,82 @@ again:
 		kept_sweep();
 	}
 	if (stack.kept != NULL) {
+		stack.stuck = true;
 		cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
 		       "usrsctp holds references to a closed socket; the SCTP "
 		       "stack stays up");
 		goto called_off;
 	}
-	if (stack_finish(SCTP_FINISH_WAIT_MS, true) || stack.users > 0)
+	/* A stack that could not stop before may hold an endpoint usrsctp
+	 * cannot free (usrsctp_finish fails at once): a short try. */
+	if (stack_finish(stack.stuck ? SCTP_FINISH_QUICK_MS :
+				       SCTP_FINISH_WAIT_MS, true) ||
+	    stack.users > 0)
 		goto called_off;
 	if (stack.kept != NULL)
 		goto again;
 stuck:
-	cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
-	       "the SCTP stack did not stop; it stays up");
+	if (!stack.stuck)
+		cn_log(CONNECT_LOG_WARN, "CONNECT-SCTP",
+		       "the SCTP stack did not stop; it stays up, for this "
+		       "process's next SCTP users");
+	stack.stuck = true;
 called_off:
+	stack.stopping = false;
+	pthread_cond_broadcast(&stack.stopped);
+}
+
+static void *stopper_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&stack.lock);
+	if (stack.users == 0) {
+		stop_run();
+	} else { /* a user came before we ran: the stack is theirs */
+		stack.stopping = false;
+		pthread_cond_broadcast(&stack.stopped);
+	}
+	pthread_mutex_unlock(&stack.lock);
+	return NULL;
+}
+
+/*
+ * Under stack.lock, the last user gone: stop the stack.  When nothing of
+ * ours is left in it, here: usrsctp_finish joins its threads, whose
+ * receive loops wake every 100 ms, so this takes 0.1 to 0.4 s.  When
+ * associations still end or usrsctp leaked references (or the first tries
+ * fail), a stop takes seconds: it goes on in a thread of its own, which
+ * ends with it, and the last close returns (where that thread cannot
+ * start, the stop runs here).
+ *
+ * A stack that could not stop (stack.stuck: usrsctp keeps an endpoint it
+ * will never free, see stop_run()) stays up and serves the process's
+ * next SCTP users on its port; each later last close tries
+ * usrsctp_finish once, which fails at once while that endpoint is there.
+ */
+static void stack_stop(void)
+{
+	pthread_t th;
+
+	if (stack.stopping) /* the stopper sees users == 0 when it wakes */
+		return;
+	stack.stopping = true;
+	kept_sweep();
+	/* Stuck: usrsctp_finish fails at once, one try is enough. */
+	if (stack.kept == NULL &&
+	    stack_finish(stack.stuck ? 0 : SCTP_FINISH_QUICK_MS, true))
+		goto done;
+	if (stack.users > 0 || /* came while we slept: the stack is theirs */
+	    (stack.stuck && stack.kept == NULL))
+		goto done;
+	if (cn_thread_start(&th, stopper_main, NULL, 256u << 10) ==
+	    CONNECT_OK) {
+		pthread_detach(th);
+		return; /* the stopper ends the stop */
+	}
+	stop_run();
+	return;
+done:
 	stack.stopping = false;
 	pthread_cond_broadcast(&stack.stopped);
 }
@@ -597,6 +675,13 @@ called_off:
  * descriptors of this process bound to our port: find them and give them
  * room (best effort; the system's net.core.rmem_max caps it unless the
  * process may exceed it).
+ *
+ * usrsctp also opens them without close-on-exec: a child the application
+ * forks and executes would inherit them, hold the port after our stack
+ * stopped (the next start on it then fails with CONNECT_EADDRINUSE), and
+ * take some of its packets.  They get FD_CLOEXEC here, right after
+ * usrsctp_init().  A fork and exec by another thread between the two
+ * still passes them on: usrsctp gives no way to close that window.
  */
 static uint16_t sockaddr_port(const struct sockaddr *sa);
 
@@ -611,7 +696,7 @@ static void stack_udp_buffers(uint16_t port)
 	while ((e = readdir(d)) != NULL) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd, type = 0;
+		int fd, flags, type = 0;
 		socklen_t tlen = sizeof(type);
 
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
@@ -624,6 +709,9 @@ static void stack_udp_buffers(uint16_t port)
 		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
 		    sockaddr_port((struct sockaddr *)&ss) != port)
 			continue;
+		flags = fcntl(fd, F_GETFD);
+		if (flags >= 0 && !(flags & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes,
 			       sizeof(bytes)) != 0)
 			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes,

@@ -6,7 +6,9 @@
  *
  *   ports      a UDP port taken by another program, or another port while
  *              the stack runs: CONNECT_EADDRINUSE at once, never a hang;
- *              the stack stops with its last user and starts again;
+ *              the stack stops with its last user and starts again,
+ *              also while a program started meanwhile still runs (it
+ *              inherits none of the stack's sockets);
  *   dial       nobody at the UDP port: CONNECT_ETIMEDOUT within the
  *              connect timeout; nobody on the SCTP port: refused; a
  *              peer that sends and closes before the dialer looks: the
@@ -20,6 +22,10 @@
  *              flight both ways, never deadlock; a close whose data the
  *              peer aborted says so; a listener's unaccepted
  *              connections end when it closes;
+ *   many       many associations with large messages in flight, all cut
+ *              at once: the last close hands the stack's stop (seconds
+ *              when usrsctp leaked references) to a thread of its own,
+ *              and the stack serves the next listen and dial;
  *   dtls       DTLS over SCTP refuses what TLS refuses (an unknown CA, a
  *              name mismatch, a missing client certificate), works with a
  *              client certificate, authenticates SCTP DATA (SCTP-AUTH,
@@ -37,6 +43,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -450,6 +457,41 @@ START_TEST(port_per_process)
 	connect_opts_free(o1);
 	connect_opts_free(o2);
 	connect_opts_free(any);
+}
+END_TEST
+
+static int reap(pid_t pid, int timeout_ms);
+
+/* usrsctp's UDP sockets are close-on-exec: a program the application
+ * starts does not inherit them, so it does not keep the port once the
+ * stack stopped (the next start on that port would fail). */
+START_TEST(port_not_inherited)
+{
+	int port = free_udp_port(), in[2];
+	connect_opts *o = sctp_opts(port, 0);
+	connect_listener *l = listen_ok(o);
+	pid_t pid;
+
+	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Lives until the test closes the pipe (or is killed). */
+		if (dup2(in[0], 0) == 0)
+			execl("/bin/sh", "sh", "-c", "read x; exit 0",
+			      (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	connect_listener_close(l);
+	/* The stack stopped with its last user; the child still runs. */
+	l = NULL;
+	ck_assert_code(connect_listen(&l, "sctp://127.0.0.1:0", o),
+		       CONNECT_OK);
+	connect_listener_close(l);
+	close(in[1]);
+	ck_assert_int_eq(reap(pid, scaled_ms(10000)), 0);
+	connect_opts_free(o);
 }
 END_TEST
 
@@ -1257,6 +1299,71 @@ START_TEST(dtls_needs_messages)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* Many associations cut at once                                           */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Many associations with large messages in flight both ways, all cut at
+ * once (as a benchmark's teardown does): usrsctp 0.9.5 then leaks
+ * references on some sockets, and may keep an association it never
+ * frees.  The stack still serves the next listen and dial, and the last
+ * close does not wait for the stack's stop: it returns within a bound
+ * far below the seconds such a stop takes (the join's timeout), and the
+ * stack stops afterwards (the fixture).
+ */
+START_TEST(many_cut_then_again)
+{
+	enum { N = 48, MSGS = 2 };
+	size_t len = 256u << 10;
+	connect_opts *o = sctp_opts(0, 0);
+	connect_listener *l = listen_ok(o);
+	connect_conn *c[N], *s[N];
+	struct closer kc = { .linger = 0 };
+
+	for (int i = 0; i < N; i++) {
+		c[i] = dial_ok(connect_listener_port(l), o);
+		s[i] = t_accept_ok(l, scaled_ms(10000));
+	}
+	connect_listener_close(l);
+	for (int i = 0; i < N; i++) {
+		for (uint32_t k = 0; k < MSGS; k++) {
+			connect_datagram *a = dg_make(5, k, len);
+			connect_datagram *b = dg_make(6, k, len);
+
+			if (connect_send(c[i], a) != CONNECT_OK)
+				connect_datagram_free(a);
+			if (connect_send(s[i], b) != CONNECT_OK)
+				connect_datagram_free(b);
+		}
+	}
+	/* Let the transfers get going, then cut: one side, then the
+	 * other, while the peer's reader and writer are inside the stack. */
+	sleep_ms(50);
+	for (int i = 0; i < N; i++)
+		connect_close(c[i], 0, NULL);
+	for (int i = 0; i < N - 1; i++)
+		connect_close(s[i], 0, NULL);
+	/* The last user: its close hands the stop over (before, it waited
+	 * the seconds the stop took, for good when usrsctp held on). */
+	kc.c = s[N - 1];
+	t_thread_start(&kc.th, closer_main, &kc);
+	t_thread_join(kc.th, 2000, "the last close after the cut");
+	/* The stack (stopping, stopped or kept up) serves again. */
+	l = listen_ok(o);
+	c[0] = dial_ok(connect_listener_port(l), o);
+	s[0] = t_accept_ok(l, scaled_ms(10000));
+	echo_once(c[0], s[0], 1, 100000);
+	echo_once(s[0], c[0], 2, 100);
+	connect_listener_close(l);
+	connect_close(c[0], 0, NULL);
+	kc.c = s[0];
+	t_thread_start(&kc.th, closer_main, &kc);
+	t_thread_join(kc.th, 2000, "the last close");
+	connect_opts_free(o);
+}
+END_TEST
+
 static TCase *tcase(Suite *s, const char *name)
 {
 	TCase *tc = tcase_create(name);
@@ -1275,6 +1382,7 @@ static Suite *sctp_suite(void)
 	tc = tcase(s, "ports");
 	tcase_add_test(tc, port_taken);
 	tcase_add_test(tc, port_per_process);
+	tcase_add_test(tc, port_not_inherited);
 	tc = tcase(s, "dial");
 	tcase_add_test(tc, dial_nobody_times_out);
 	tcase_add_test(tc, dial_refused);
@@ -1288,6 +1396,8 @@ static Suite *sctp_suite(void)
 	tcase_add_test(tc, close_never_deadlocks);
 	tcase_add_test(tc, close_sees_peer_abort);
 	tcase_add_test(tc, listener_close_with_queue);
+	tc = tcase(s, "many");
+	tcase_add_test(tc, many_cut_then_again);
 	tc = tcase(s, "dtls");
 	tcase_add_test(tc, dtls_unknown_issuer);
 	tcase_add_test(tc, dtls_name_mismatch);
