@@ -177,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		FUZZ_CHECK(gnutls_init(&s, (flags & F_SERVER) ? GNUTLS_SERVER :
 				       GNUTLS_CLIENT) == 0, "gnutls_init");
-		rc = cn_tls_config_apply(cfg, s, &timeout_ms, &auth);
+		rc = cn_tls_config_apply(cfg, s, false, &timeout_ms, &auth);
 		FUZZ_CHECK(rc == 0, "cn_tls_config_apply: %s",
 			   gnutls_strerror(rc));
 		gnutls_deinit(s);

@@ -1549,23 +1549,32 @@ static int sctp_shutdown(struct cn_transport *t, size_t grace)
 			break;
 		/* Gone, or ended and being freed. */
 		if (state < 0 || state == SCTP_CLOSED) {
-			int raw = 0;
+			int raw = 0, lost = atomic_load(&st->lost);
 			socklen_t len = sizeof(raw);
+			bool quiet;
 
-			/* Ended gracefully (no loss recorded from the
-			 * notifications, no error on the socket): a graceful
-			 * end comes only once everything we had sent was
+			if (usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR,
+					       &raw, &len) != 0)
+				raw = 0;
+			quiet = lost == 0 && raw == 0;
+			/*
+			 * Ended gracefully: no loss recorded from the
+			 * notifications (the reader takes the one that says
+			 * how an association ended before the socket's
+			 * error) and no error on the socket.  A graceful end
+			 * comes only once everything we had sent was
 			 * acknowledged (RFC 4960, 9.2); a send refused after
 			 * the peer's SHUTDOWN (a DTLS close_notify) lost
-			 * nothing sent before. */
-			if (atomic_load(&st->lost) == 0 &&
-			    (usrsctp_getsockopt(st->so, SOL_SOCKET, SO_ERROR,
-						&raw, &len) != 0 ||
-			     raw == 0))
+			 * nothing sent before.  SO_ERROR is read once: usrsctp
+			 * may clear it on reading.
+			 */
+			if (quiet)
 				break;
-			e = sctp_so_error(st);
+			e = atomic_load(&st->failed);
 			if (e == 0)
-				break;
+				e = lost;
+			if (e == 0)
+				e = raw;
 			if (atomic_load(&st->peer_shut) && outq >= 0 &&
 			    (uint64_t)outq <= grace)
 				break;
