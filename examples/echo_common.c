@@ -750,3 +750,41 @@ int echo_server_run(connect_listener *l, const struct echo_server_setup *s,
 	printf("stopped\n");
 	return status;
 }
+
+/* The server's TLS configuration: certificate chain and key, and with a CA
+ * file, client certificates required.  Returns NULL after printing why. */
+connect_tls_config *echo_server_tls_config(const struct echo_server_setup *a)
+{
+	connect_tls_config *cfg;
+	int rc;
+
+	rc = connect_tls_config_new(&cfg, CONNECT_TLS_SERVER);
+	if (rc != CONNECT_OK) {
+		echo_error(rc, "connect_tls_config_new");
+		return NULL;
+	}
+	rc = connect_tls_config_cert_file(cfg, a->arg[1], a->arg[2]);
+	if (rc != CONNECT_OK) {
+		echo_error(rc, "certificate %s / key %s", a->arg[1],
+			   a->arg[2]);
+		goto fail;
+	}
+	if (a->nargs == 4) {
+		rc = connect_tls_config_ca_file(cfg, a->arg[3]);
+		if (rc != CONNECT_OK) {
+			echo_error(rc, "CA %s", a->arg[3]);
+			goto fail;
+		}
+		rc = connect_tls_config_client_auth(cfg,
+						    CONNECT_TLS_AUTH_REQUIRED);
+		if (rc != CONNECT_OK) {
+			echo_error(rc, "client auth");
+			goto fail;
+		}
+	}
+	return cfg;
+
+fail:
+	connect_tls_config_free(cfg);
+	return NULL;
+}
