@@ -181,6 +181,31 @@ END_TEST
  * handshake and after it, both ways; datagrams of every size arrive
  * intact and in order, and close works.
  */
+/* Server and client options with the test certificates (the client
+ * verifies "localhost"). */
+static void tls_opts(connect_opts **sop, connect_opts **cop)
+{
+	connect_tls_config *sc, *cc;
+
+	ck_assert_int_eq(connect_opts_new(sop), CONNECT_OK);
+	ck_assert_int_eq(connect_opts_new(cop), CONNECT_OK);
+	ck_assert_int_eq(connect_tls_config_new(&sc, CONNECT_TLS_SERVER),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_tls_config_cert_file(sc,
+						      CERTDIR "/server.pem",
+						      CERTDIR "/server-key.pem"),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_tls_config_new(&cc, CONNECT_TLS_CLIENT),
+			 CONNECT_OK);
+	ck_assert_int_eq(connect_tls_config_ca_file(cc, CERTDIR "/ca.pem"),
+			 CONNECT_OK);
+	connect_opts_set_tls(*sop, sc);
+	connect_opts_set_tls(*cop, cc);
+	connect_opts_set_server_name(*cop, "localhost");
+	connect_tls_config_free(sc);
+	connect_tls_config_free(cc);
+}
+
 START_TEST(tls_records_whole)
 {
 	static const size_t sizes[] = { 1, 100, 16000, 16384, 70000, 300000 };
@@ -197,26 +222,9 @@ START_TEST(tls_records_whole)
 	 * both sides' TLS writes go through it. */
 	{
 		connect_opts *so, *co;
-		connect_tls_config *sc, *cc;
 		char url[96];
 
-		ck_assert_int_eq(connect_opts_new(&so), CONNECT_OK);
-		ck_assert_int_eq(connect_opts_new(&co), CONNECT_OK);
-		ck_assert_int_eq(connect_tls_config_new(&sc, CONNECT_TLS_SERVER),
-				 CONNECT_OK);
-		ck_assert_int_eq(connect_tls_config_cert_file(
-					 sc, CERTDIR "/server.pem",
-					 CERTDIR "/server-key.pem"),
-				 CONNECT_OK);
-		ck_assert_int_eq(connect_tls_config_new(&cc, CONNECT_TLS_CLIENT),
-				 CONNECT_OK);
-		ck_assert_int_eq(connect_tls_config_ca_file(cc, CERTDIR "/ca.pem"),
-				 CONNECT_OK);
-		connect_opts_set_tls(so, sc);
-		connect_opts_set_tls(co, cc);
-		connect_opts_set_server_name(co, "localhost");
-		connect_tls_config_free(sc);
-		connect_tls_config_free(cc);
+		tls_opts(&so, &co);
 		ck_assert_int_eq(connect_listen(&l, "tls+fault+tcp://127.0.0.1:0",
 						so),
 				 CONNECT_OK);
@@ -273,7 +281,6 @@ START_TEST(dtls_bad_record_fails)
 {
 	struct cn_fault_plan p;
 	connect_opts *so, *co;
-	connect_tls_config *sc, *cc;
 	connect_listener *l;
 	connect_conn *c, *s;
 	connect_datagram *dg;
@@ -286,25 +293,9 @@ START_TEST(dtls_bad_record_fails)
 	p.messages = true;
 	p.corrupt_send_at = 200000; /* far past the handshake */
 	cn_fault_set(&p);
-	ck_assert_int_eq(connect_opts_new(&so), CONNECT_OK);
-	ck_assert_int_eq(connect_opts_new(&co), CONNECT_OK);
+	tls_opts(&so, &co);
 	connect_opts_set(so, CONNECT_OPT_SCTP_UDP_PORT, 0);
 	connect_opts_set(co, CONNECT_OPT_SCTP_UDP_PORT, 0);
-	ck_assert_int_eq(connect_tls_config_new(&sc, CONNECT_TLS_SERVER),
-			 CONNECT_OK);
-	ck_assert_int_eq(connect_tls_config_cert_file(sc,
-						      CERTDIR "/server.pem",
-						      CERTDIR "/server-key.pem"),
-			 CONNECT_OK);
-	ck_assert_int_eq(connect_tls_config_new(&cc, CONNECT_TLS_CLIENT),
-			 CONNECT_OK);
-	ck_assert_int_eq(connect_tls_config_ca_file(cc, CERTDIR "/ca.pem"),
-			 CONNECT_OK);
-	connect_opts_set_tls(so, sc);
-	connect_opts_set_tls(co, cc);
-	connect_opts_set_server_name(co, "localhost");
-	connect_tls_config_free(sc);
-	connect_tls_config_free(cc);
 	ck_assert_int_eq(connect_listen(&l, "dtls+fault+sctp://127.0.0.1:0",
 					so),
 			 CONNECT_OK);
