@@ -276,6 +276,19 @@ static void send_fd_block(struct connect_conn *c)
 
 /* ---------------------------------------------------------------- writer */
 
+/* The stream failed under the writer: why, then that sends stop, in this
+ * order (a sender told to stop finds the reason already there). */
+static void writer_failed(struct connect_conn *c, int rc)
+{
+	if (rc != CONNECT_ECLOSED) {
+		char reason[CN_REASON_LEN];
+
+		cn_transport_reason(c->t, reason, sizeof(reason));
+		set_error(c, rc, reason);
+	}
+	set_tx_err(c, rc);
+}
+
 /* Write iov[0..cnt), advancing across partial writes.  On failure returns
  * the code and *done holds how many whole entries were written. */
 static int write_all(struct connect_conn *c, struct iovec *iov, int cnt,
@@ -317,7 +330,7 @@ static int write_batch(struct connect_conn *c, struct connect_datagram **dg,
 	/* Published before the room is: a sender woken by it must not
 	 * queue behind a dead writer. */
 	if (rc)
-		set_tx_err(c, rc);
+		writer_failed(c, rc);
 	for (int i = 0; i < cnt; i++) {
 		bytes += dg[i]->len;
 		if (i < done)
@@ -425,7 +438,7 @@ static int wpart_finish(struct connect_conn *c)
 	c->wpart = NULL;
 	atomic_store(&c->wpart_pending, 0);
 	if (rc) {
-		set_tx_err(c, rc);
+		writer_failed(c, rc);
 		atomic_fetch_add(&c->dropped, 1);
 	} else {
 		atomic_fetch_add(&c->msgs_sent, 1);
@@ -488,12 +501,6 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&c->writer_cv, &c->lock);
 		atomic_store(&c->writer_sleeping, 0);
 		pthread_mutex_unlock(&c->lock);
-	}
-	if (rc && rc != CONNECT_ECLOSED) {
-		char reason[CN_REASON_LEN];
-
-		cn_transport_reason(c->t, reason, sizeof(reason));
-		set_error(c, rc, reason);
 	}
 	if (rc)
 		set_tx_err(c, rc);
