@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <pthread.h>
 
 #include <urcu/wfcqueue.h>
@@ -89,6 +90,40 @@ struct connect_datagram {
 #define CN_DATAGRAM_MAP_MIN (4u << 20)
 /* Counted in an inbox's bounds (the reader pushed it while attached). */
 #define CN_DG_INBOX 0x1u
+/*
+ * A pack (conn.c): small datagrams a sender copied side by side, whole
+ * wire frames in payload[0..len), so the writer takes many in one entry.
+ * hdr holds how many (cn_pack_msgs) and the room (conn.c), not a wire
+ * header.
+ */
+#define CN_DG_PACK 0x2u
+
+static inline uint32_t cn_pack_msgs(const struct connect_datagram *dg)
+{
+	uint32_t n;
+
+	memcpy(&n, dg->hdr, sizeof(n));
+	return n;
+}
+
+static inline void cn_pack_set_msgs(struct connect_datagram *dg, uint32_t n)
+{
+	memcpy(dg->hdr, &n, sizeof(n));
+}
+
+/* The datagrams dg stands for: 1, or a pack's count. */
+static inline uint64_t cn_dg_msgs(const struct connect_datagram *dg)
+{
+	return dg->flags & CN_DG_PACK ? cn_pack_msgs(dg) : 1;
+}
+
+/* Their payload bytes (what the queue bounds count). */
+static inline uint64_t cn_dg_bytes(const struct connect_datagram *dg)
+{
+	return dg->flags & CN_DG_PACK
+		       ? dg->len - (uint64_t)cn_pack_msgs(dg) * CN_HDR_LEN
+		       : dg->len;
+}
 
 /* Allocate a datagram for `len` payload bytes with the given header fields;
  * no range checks.  NULL when out of memory. */
