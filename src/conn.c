@@ -1421,7 +1421,7 @@ int connect_send_wait(connect_conn *c, connect_datagram *dg, int timeout_ms)
 	if (!c || !dg)
 		return CONNECT_EINVAL;
 	w = (struct cn_waiter){ send_wait_try, send_wait_ready,
-				&c->send_waiters, &c->lock, &c->send_cv, &a };
+				&c->send_waiters, &c->lock, &c->send_cv, &a, 0 };
 	enter(c);
 	rc = cn_wait(&w, timeout_ms);
 	leave(c);
@@ -1514,7 +1514,8 @@ int connect_recv_wait(connect_conn *c, connect_datagram **dgp, int timeout_ms)
 	if (!c || !dgp)
 		return CONNECT_EINVAL;
 	w = (struct cn_waiter){ recv_wait_try, recv_wait_ready,
-				&c->recv_waiters, &c->lock, &c->recv_cv, &a };
+				&c->recv_waiters, &c->lock, &c->recv_cv, &a,
+				c->opts.v[CONNECT_OPT_RECV_SPIN_US] * 1000 };
 	enter(c);
 	rc = cn_wait(&w, timeout_ms);
 	leave(c);

@@ -140,7 +140,7 @@ void cn_datagram_free(struct connect_datagram *dg);
 
 /* Options: a table indexed by enum connect_opt, and what dial and listen
  * take by reference (the user's object owns them). */
-#define CN_OPT_MAX 26
+#define CN_OPT_MAX 27
 #define CN_NAME_LEN 256
 struct connect_opts {
 	int64_t v[CN_OPT_MAX];
@@ -184,6 +184,9 @@ struct cn_waiter {
 	pthread_mutex_t *m;
 	pthread_cond_t *cv;
 	void *arg;
+	/* Before sleeping, look at ready() (then without m) for this many
+	 * nanoseconds, giving the processor to others in between; 0: no. */
+	int64_t spin_ns;
 };
 int cn_wait(const struct cn_waiter *w, int timeout_ms);
 

@@ -542,7 +542,7 @@ int connect_inbox_pop_wait(connect_inbox *ib, connect_item *item,
 	if (!ib || !item)
 		return CONNECT_EINVAL;
 	w = (struct cn_waiter){ pop_wait_try, pop_wait_ready, &ib->waiters,
-				&ib->lock, &ib->cv, &a };
+				&ib->lock, &ib->cv, &a, 0 };
 	enter(ib);
 	rc = cn_wait(&w, timeout_ms);
 	leave(ib);
