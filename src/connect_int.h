@@ -87,7 +87,7 @@ struct connect_datagram {
 	uint8_t payload[];        /* 8-byte aligned */
 };
 
-#define CN_DATAGRAM_MAP_MIN (4u << 20)
+#define CN_DATAGRAM_MAP_MIN (256u << 10)
 /* Counted in an inbox's bounds (the reader pushed it while attached). */
 #define CN_DG_INBOX 0x1u
 /*
@@ -131,6 +131,9 @@ struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
 					   uint16_t tag);
 /* Room for `cap` payload bytes; len and header are the caller's to set. */
 struct connect_datagram *cn_datagram_reserve(uint32_t cap);
+/* Room for `len` payload bytes from the freed large datagrams kept for
+ * reuse (memory already the process's), or NULL when none fits. */
+struct connect_datagram *cn_datagram_reserve_cached(uint32_t len);
 /* Move to room for `cap` bytes (> old_cap); the first old_cap payload bytes
  * and the header are kept.  NULL when out of memory (dg is then intact). */
 struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,

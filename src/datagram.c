@@ -45,9 +45,9 @@ static size_t map_bytes(uint32_t cap)
 }
 
 /*
- * Map n bytes (a multiple of the page size) on a huge-page boundary and
- * ask for transparent huge pages: fresh memory is faulted in 2 MiB at a
- * time instead of 4 KiB, which is most of what mapping costs.
+ * Map n bytes (a multiple of the page size); from 2 MiB on a huge-page
+ * boundary, asking for transparent huge pages: fresh memory is faulted in
+ * 2 MiB at a time instead of 4 KiB, which is most of what mapping costs.
  */
 #define CN_HUGE (2u << 20)
 static void *map_huge(size_t n)
@@ -55,6 +55,11 @@ static void *map_huge(size_t n)
 	size_t len = n + CN_HUGE, head;
 	uint8_t *p;
 
+	if (n < CN_HUGE) {
+		p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -71,17 +76,165 @@ static void *map_huge(size_t n)
 	return p;
 }
 
+/*
+ * Freed large datagrams are kept a while for the next ones (a stream of
+ * large messages would otherwise map, fault in and unmap every one, a
+ * third of its time): at most CN_CACHE_SLOTS blocks and CN_CACHE_BYTES in
+ * the process, each given back to the system once unused for
+ * CN_CACHE_AGE_NS.  A block serves a request of at least 4/5 its size.
+ * Not under AddressSanitizer, so that a use after free stays a fault.
+ */
+#define CN_CACHE_SLOTS 16
+#define CN_CACHE_BYTES (32u << 20)
+#define CN_CACHE_AGE_NS INT64_C(1000000000)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CN_NO_CACHE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CN_NO_CACHE 1
+#endif
+#endif
+
+static struct {
+	pthread_mutex_t lock;
+	int n;
+	size_t bytes;
+	struct {
+		void *p;
+		size_t len;
+		int64_t t;
+	} e[CN_CACHE_SLOTS];
+} cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Under the lock: move the blocks unused since before `old` to out[]. */
+static int cache_expire(int64_t old, void **out, size_t *outlen)
+{
+	int k = 0;
+
+	for (int i = 0; i < cache.n;) {
+		if (cache.e[i].t >= old) {
+			i++;
+			continue;
+		}
+		out[k] = cache.e[i].p;
+		outlen[k++] = cache.e[i].len;
+		cache.bytes -= cache.e[i].len;
+		cache.e[i] = cache.e[--cache.n];
+	}
+	return k;
+}
+
+/* A cached block of at least n bytes (and not much more), or NULL;
+ * *len receives its length. */
+static void *cache_take(size_t n, size_t *len)
+{
+	void *old[CN_CACHE_SLOTS], *p = NULL;
+	size_t oldlen[CN_CACHE_SLOTS];
+	int best = -1, k;
+	int64_t now;
+
+#ifdef CN_NO_CACHE
+	return NULL;
+#endif
+	now = mono_ns();
+	pthread_mutex_lock(&cache.lock);
+	k = cache_expire(now - CN_CACHE_AGE_NS, old, oldlen);
+	for (int i = 0; i < cache.n; i++)
+		if (cache.e[i].len >= n && cache.e[i].len / 5 * 4 <= n &&
+		    (best < 0 || cache.e[i].len < cache.e[best].len))
+			best = i;
+	if (best >= 0) {
+		p = cache.e[best].p;
+		*len = cache.e[best].len;
+		cache.bytes -= *len;
+		cache.e[best] = cache.e[--cache.n];
+	}
+	pthread_mutex_unlock(&cache.lock);
+	while (k--)
+		munmap(old[k], oldlen[k]);
+	return p;
+}
+
+/* Keep a freed block, or unmap it. */
+static void cache_put(void *p, size_t len)
+{
+	void *old[CN_CACHE_SLOTS];
+	size_t oldlen[CN_CACHE_SLOTS];
+	bool kept = false;
+	int64_t now;
+	int k;
+
+#ifdef CN_NO_CACHE
+	munmap(p, len);
+	return;
+#endif
+	now = mono_ns();
+	pthread_mutex_lock(&cache.lock);
+	k = cache_expire(now - CN_CACHE_AGE_NS, old, oldlen);
+	if (cache.n < CN_CACHE_SLOTS && cache.bytes + len <= CN_CACHE_BYTES) {
+		cache.e[cache.n].p = p;
+		cache.e[cache.n].len = len;
+		cache.e[cache.n].t = now;
+		cache.n++;
+		cache.bytes += len;
+		kept = true;
+	}
+	pthread_mutex_unlock(&cache.lock);
+	while (k--)
+		munmap(old[k], oldlen[k]);
+	if (!kept)
+		munmap(p, len);
+}
+
+/* A mapped block for cap payload bytes: from the cache, or new. */
+static struct connect_datagram *map_datagram(uint32_t cap)
+{
+	size_t n = map_bytes(cap);
+	struct connect_datagram *dg = cache_take(n, &n);
+
+	if (!dg) {
+		dg = map_huge(n);
+		if (!dg)
+			return NULL;
+	}
+	dg->map_pages = (uint16_t)(n / page_size());
+	return dg;
+}
+
+struct connect_datagram *cn_datagram_reserve_cached(uint32_t len)
+{
+	size_t n;
+	struct connect_datagram *dg;
+
+	if (!map_it(len))
+		return NULL;
+	n = map_bytes(len);
+	dg = cache_take(n, &n);
+	if (!dg)
+		return NULL;
+	dg->map_pages = (uint16_t)(n / page_size());
+	dg->flags = 0;
+	cds_wfcq_node_init(&dg->node);
+	return dg;
+}
+
 struct connect_datagram *cn_datagram_reserve(uint32_t cap)
 {
 	struct connect_datagram *dg;
 
 	if (map_it(cap)) {
-		size_t n = map_bytes(cap);
-
-		dg = map_huge(n);
+		dg = map_datagram(cap);
 		if (!dg)
 			return NULL;
-		dg->map_pages = (uint16_t)(n / page_size());
 	} else {
 		dg = cn_malloc(sizeof(*dg) + cap);
 		if (!dg)
@@ -141,7 +294,7 @@ void cn_datagram_free(struct connect_datagram *dg)
 	if (!dg)
 		return;
 	if (dg->map_pages)
-		munmap(dg, (size_t)dg->map_pages * page_size());
+		cache_put(dg, (size_t)dg->map_pages * page_size());
 	else
 		cn_free(dg);
 }
