@@ -134,6 +134,8 @@ struct connect_datagram *cn_datagram_reserve(uint32_t cap);
 /* Room for `len` payload bytes from the freed large datagrams kept for
  * reuse (memory already the process's), or NULL when none fits. */
 struct connect_datagram *cn_datagram_reserve_cached(uint32_t len);
+/* Give every kept large datagram back to the system (tests). */
+void cn_datagram_cache_drop(void);
 /* Move to room for `cap` bytes (> old_cap); the first old_cap payload bytes
  * and the header are kept.  NULL when out of memory (dg is then intact). */
 struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,

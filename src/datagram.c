@@ -195,6 +195,19 @@ static void cache_put(void *p, size_t len)
 		munmap(p, len);
 }
 
+void cn_datagram_cache_drop(void)
+{
+	void *old[CN_CACHE_SLOTS];
+	size_t oldlen[CN_CACHE_SLOTS];
+	int k;
+
+	pthread_mutex_lock(&cache.lock);
+	k = cache_expire(INT64_MAX, old, oldlen);
+	pthread_mutex_unlock(&cache.lock);
+	while (k--)
+		munmap(old[k], oldlen[k]);
+}
+
 /* A mapped block for cap payload bytes: from the cache, or new. */
 static struct connect_datagram *map_datagram(uint32_t cap)
 {
