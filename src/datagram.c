@@ -79,13 +79,16 @@ static void *map_huge(size_t n)
 /*
  * Freed large datagrams are kept a while for the next ones (a stream of
  * large messages would otherwise map, fault in and unmap every one, a
- * third of its time): at most CN_CACHE_SLOTS blocks and CN_CACHE_BYTES in
- * the process, each given back to the system once unused for
- * CN_CACHE_AGE_NS.  A block serves a request of at least 4/5 its size.
- * Not under AddressSanitizer, so that a use after free stays a fault.
+ * third of its time): blocks of at most CN_CACHE_BLOCK bytes (larger ones
+ * go back to the system at once), at most CN_CACHE_SLOTS of them and
+ * CN_CACHE_BYTES in the process, each given back once unused for
+ * CN_CACHE_AGE_NS (looked at whenever a large datagram is made or freed).
+ * A block serves a request of at least 4/5 its size.  Not under
+ * AddressSanitizer, so that a use after free stays a fault.
  */
 #define CN_CACHE_SLOTS 16
-#define CN_CACHE_BYTES (32u << 20)
+#define CN_CACHE_BYTES (16u << 20)
+#define CN_CACHE_BLOCK (4u << 20)
 #define CN_CACHE_AGE_NS INT64_C(1000000000)
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -180,7 +183,8 @@ static void cache_put(void *p, size_t len)
 	now = mono_ns();
 	pthread_mutex_lock(&cache.lock);
 	k = cache_expire(now - CN_CACHE_AGE_NS, old, oldlen);
-	if (cache.n < CN_CACHE_SLOTS && cache.bytes + len <= CN_CACHE_BYTES) {
+	if (len <= CN_CACHE_BLOCK && cache.n < CN_CACHE_SLOTS &&
+	    cache.bytes + len <= CN_CACHE_BYTES) {
 		cache.e[cache.n].p = p;
 		cache.e[cache.n].len = len;
 		cache.e[cache.n].t = now;
