@@ -132,6 +132,9 @@ struct connect_conn {
 					 * sender; the writer ends it first */
 	size_t wpart_done;              /* under wlock: its bytes written */
 	_Atomic int wpart_pending;
+	_Atomic int tpart_pending; /* a direct write left bytes inside the
+				    * transport (out_pending): the writer
+				    * writes them */
 	_Atomic int64_t direct_ns; /* when a sender last wrote directly */
 
 	/* Packing (send_packed): every push onto `out` is under pack_lock,
@@ -479,6 +482,15 @@ static int wpart_finish(struct connect_conn *c)
 	struct iovec iov;
 	int done, rc;
 
+	if (atomic_load(&c->tpart_pending)) {
+		/* Bytes a direct write left inside the transport. */
+		atomic_store(&c->tpart_pending, 0);
+		rc = (int)c->t->ops->sendv(c->t, NULL, 0, 0);
+		if (rc < 0) {
+			writer_failed(c, rc);
+			return rc;
+		}
+	}
 	if (!d)
 		return CONNECT_OK;
 	iov.iov_base = d->hdr + c->wpart_done;
@@ -546,7 +558,8 @@ static void *writer_main(void *arg)
 		atomic_thread_fence(memory_order_seq_cst);
 		while (cn_queue_empty(&c->out) && !atomic_load(&c->flush) &&
 		       !atomic_load(&c->stop) &&
-		       !atomic_load(&c->wpart_pending))
+		       !atomic_load(&c->wpart_pending) &&
+		       !atomic_load(&c->tpart_pending))
 			pthread_cond_wait(&c->writer_cv, &c->lock);
 		atomic_store(&c->writer_sleeping, 0);
 		pthread_mutex_unlock(&c->lock);
@@ -1282,6 +1295,14 @@ static bool send_direct(struct connect_conn *c, struct connect_datagram *dg)
 	if (n > 0) {
 		atomic_fetch_add(&c->msgs_sent, 1);
 		atomic_fetch_add(&c->bytes_sent, dg->len);
+		if (c->t->ops->out_pending && c->t->ops->out_pending(c->t)) {
+			atomic_store(&c->tpart_pending, 1);
+			pthread_mutex_unlock(&c->wlock);
+			cn_queue_release(&c->out, 1, dg->len);
+			cn_datagram_free(dg);
+			wake_if(c, &c->writer_sleeping, &c->writer_cv);
+			return true;
+		}
 	} else {
 		char reason[CN_REASON_LEN];
 
