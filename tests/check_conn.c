@@ -1072,6 +1072,95 @@ START_TEST(stats_counters)
 }
 END_TEST
 
+/*
+ * Small datagrams sent behind others are packed by the library into one
+ * buffer, larger ones go as they are: a stream mixing sizes on both sides
+ * of the packing bound (a 512-byte frame: 504 bytes of payload) arrives
+ * complete and in order, and the counters count datagrams, not packs.
+ * The receiver starts late, so that a backlog (and packs) forms.
+ */
+START_TEST(packs_keep_order)
+{
+	static const size_t sizes[] = { 1, 16, 100, 504, 505, 3000, 7, 4 };
+	enum { N = 14000, NS = sizeof(sizes) / sizeof(sizes[0]) };
+	int t = _i;
+	connect_conn *c, *s;
+	uint64_t bytes = 0;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (uint32_t i = 0; i < N; i++) {
+		ck_assert_int_eq(connect_send_wait(c,
+						   dg_make(1, i, sizes[i % NS]),
+						   scaled_ms(20000)),
+				 CONNECT_OK);
+		bytes += sizes[i % NS];
+	}
+	for (uint32_t i = 0; i < N; i++)
+		recv_expect(s, 1, i, sizes[i % NS]);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_MSGS_SENT), N);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_BYTES_SENT), bytes);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_SEND_QUEUED), 0);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_SEND_QUEUED_BYTES), 0);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_MSGS_RECV), N);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_BYTES_RECV), bytes);
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/*
+ * A peer that does not read: small datagrams pile up in the send queue
+ * (in packs) until its message bound says CONNECT_EAGAIN.  Every datagram
+ * is then either written or queued, counted one by one; a linger-0 close
+ * reports the queued ones as unsent, not the packs holding them.
+ */
+START_TEST(packs_counted_unsent)
+{
+	enum { QMSGS = 3000, LEN = 16 };
+	int t = _i;
+	connect_opts *o = opts_make(CONNECT_OPT_SEND_QUEUE_MSGS, QMSGS, 0, 0,
+				    0, 0);
+	connect_conn *c, *s;
+	uint64_t sent = 0, queued, written;
+	size_t unsent = 0;
+	int rc = CONNECT_OK;
+
+	t_pair(t, o, NULL, &c, &s);
+	connect_opts_free(o);
+	/* Until the queue is full and stays full (the kernel's buffers
+	 * fill first). */
+	for (int idle = 0; idle < 20;) {
+		connect_datagram *dg = dg_make(1, (uint32_t)sent, LEN);
+
+		rc = connect_send(c, dg);
+		if (rc == CONNECT_OK) {
+			sent++;
+			idle = 0;
+			continue;
+		}
+		ck_assert_int_eq(rc, CONNECT_EAGAIN);
+		connect_datagram_free(dg);
+		idle++;
+		sleep_ms(10);
+	}
+	queued = stat_of(c, CONNECT_STAT_SEND_QUEUED);
+	written = stat_of(c, CONNECT_STAT_MSGS_SENT);
+	ck_assert_uint_eq(queued, QMSGS);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_SEND_QUEUED_BYTES),
+			  QMSGS * LEN);
+	ck_assert_uint_eq(queued + written, sent);
+	rc = connect_close(c, 0, &unsent);
+	ck_assert_int_eq(rc, CONNECT_ETIMEDOUT);
+	/* The writer was stuck on the full socket: what was queued (or
+	 * taken off the queue into a batch it could not finish) is unsent. */
+	ck_assert_msg(unsent >= QMSGS && unsent <= sent,
+		      "%zu unsent of %llu sent, %llu queued at the close",
+		      unsent, (unsigned long long)sent,
+		      (unsigned long long)queued);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
 /* The port after the last ':' of an address text. */
 static int port_of(const char *addr)
 {
@@ -1487,6 +1576,8 @@ static void add_tests(TCase *tc, int t)
 	ADD(send_fd_polls);
 	ADD(recv_max_payload);
 	ADD(stats_counters);
+	ADD(packs_keep_order);
+	ADD(packs_counted_unsent);
 	ADD(addresses);
 	ADD(threads_joined);
 	ADD(close_both_at_once);
