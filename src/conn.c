@@ -49,6 +49,7 @@
 #include "sink.h"
 #include "transport.h"
 #include "alloc.h"
+#include "dgpool.h"
 
 /*
  * Bytes asked of the transport per read: a connection whose reads fill
@@ -551,6 +552,9 @@ static void *writer_main(void *arg)
 			rc = CONNECT_OK;
 			break;
 		}
+		/* About to sleep: the blocks it freed go where other threads
+		 * find them. */
+		cn_dgpool_idle();
 		pthread_mutex_lock(&c->lock);
 		atomic_store(&c->writer_sleeping, 1);
 		/* cds_wfcq_empty() uses plain loads: order them after the
@@ -911,6 +915,11 @@ static void *reader_main(void *arg)
 		c->sink.ops->flush(&c->sink);
 		/* Busy: a big buffer (without memory, stay small); calm for
 		 * a while: give it back. */
+		/* The socket is drained and the next read may sleep: the
+		 * blocks this thread keeps go back (an idle connection keeps
+		 * none). */
+		if ((size_t)n < cap)
+			cn_dgpool_idle();
 		if (direct) {
 			/* says nothing of the read buffer */
 		} else if (!big && (size_t)n == cap) {
@@ -1362,7 +1371,7 @@ static bool send_packed(struct connect_conn *c, struct connect_datagram *dg)
 			c->pack_cap *= 2;
 		p = cn_datagram_reserve(c->pack_cap);
 		if (p) {
-			p->flags = CN_DG_PACK;
+			p->flags |= CN_DG_PACK;
 			memcpy(p->hdr + 4, &c->pack_cap, sizeof(c->pack_cap));
 			memcpy(p->payload, dg->hdr, fl);
 			p->len = (uint32_t)fl;

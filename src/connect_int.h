@@ -97,6 +97,11 @@ struct connect_datagram {
  * header.
  */
 #define CN_DG_PACK 0x2u
+/* From the small-block pool (dgpool.h), of class (flags & CN_DG_CLASS) >>
+ * CN_DG_CLASS_SHIFT. */
+#define CN_DG_POOLED 0x4u
+#define CN_DG_CLASS 0x30u
+#define CN_DG_CLASS_SHIFT 4
 
 static inline uint32_t cn_pack_msgs(const struct connect_datagram *dg)
 {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "dgpool.h"
 
 static size_t page_size(void)
 {
@@ -30,6 +31,14 @@ static size_t page_size(void)
 static bool map_it(uint32_t cap)
 {
 	return cap >= CN_DATAGRAM_MAP_MIN && cn_allocator.malloc == malloc;
+}
+
+/* Small datagrams come from the pool, with the library's own allocator
+ * only (as above). */
+static bool pool_it(uint32_t cap)
+{
+	return sizeof(struct connect_datagram) + cap <= CN_DGPOOL_MAX &&
+	       cn_allocator.malloc == malloc;
 }
 
 /* map_pages counts 4 KiB pages (or larger) in 16 bits. */
@@ -252,13 +261,23 @@ struct connect_datagram *cn_datagram_reserve(uint32_t cap)
 		dg = map_datagram(cap);
 		if (!dg)
 			return NULL;
+		dg->flags = 0;
+	} else if (pool_it(cap)) {
+		unsigned cls;
+
+		dg = cn_dgpool_alloc(sizeof(*dg) + cap, &cls);
+		if (!dg)
+			return NULL;
+		dg->map_pages = 0;
+		dg->flags = (uint16_t)(CN_DG_POOLED |
+				       cls << CN_DG_CLASS_SHIFT);
 	} else {
 		dg = cn_malloc(sizeof(*dg) + cap);
 		if (!dg)
 			return NULL;
 		dg->map_pages = 0;
+		dg->flags = 0;
 	}
-	dg->flags = 0;
 	cds_wfcq_node_init(&dg->node);
 	return dg;
 }
@@ -292,7 +311,12 @@ struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
 		return n;
 #endif
 	}
-	if (!map_it(cap)) {
+	if (dg->flags & CN_DG_POOLED) {
+		unsigned cls = (dg->flags & CN_DG_CLASS) >> CN_DG_CLASS_SHIFT;
+
+		if (sizeof(*dg) + cap <= (64u << cls))
+			return dg;
+	} else if (!map_it(cap)) {
 		n = cn_realloc(dg, sizeof(*dg) + cap);
 		return n;
 	}
@@ -302,7 +326,10 @@ struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
 	n->len = dg->len;
 	memcpy(n->hdr, dg->hdr, CN_HDR_LEN);
 	memcpy(n->payload, dg->payload, old_cap);
-	cn_free(dg);
+	/* Where the block came from is the new one's; the rest is dg's. */
+	n->flags = (uint16_t)((n->flags & (CN_DG_POOLED | CN_DG_CLASS)) |
+			      (dg->flags & ~(CN_DG_POOLED | CN_DG_CLASS)));
+	cn_datagram_free(dg);
 	return n;
 }
 
@@ -312,6 +339,9 @@ void cn_datagram_free(struct connect_datagram *dg)
 		return;
 	if (dg->map_pages)
 		cache_put(dg, (size_t)dg->map_pages * page_size());
+	else if (dg->flags & CN_DG_POOLED)
+		cn_dgpool_free(dg, (dg->flags & CN_DG_CLASS) >>
+					   CN_DG_CLASS_SHIFT);
 	else
 		cn_free(dg);
 }
