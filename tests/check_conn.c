@@ -1152,8 +1152,10 @@ START_TEST(packs_counted_unsent)
 	rc = connect_close(c, 0, &unsent);
 	ck_assert_int_eq(rc, CONNECT_ETIMEDOUT);
 	/* The writer was stuck on the full socket: what was queued (or
-	 * taken off the queue into a batch it could not finish) is unsent. */
-	ck_assert_msg(unsent >= QMSGS && unsent <= sent,
+	 * taken off the queue into a batch it could not finish) is unsent,
+	 * but for what the kernel took meanwhile (a few datagrams; packs
+	 * counted as one would leave a few dozen). */
+	ck_assert_msg(unsent >= QMSGS / 2 && unsent <= sent,
 		      "%zu unsent of %llu sent, %llu queued at the close",
 		      unsent, (unsigned long long)sent,
 		      (unsigned long long)queued);
