@@ -63,6 +63,11 @@
 #define CN_READ_CALM 16
 /* Payload still to come from which reads go straight into the datagram. */
 #define CN_READ_DIRECT_MIN (16u * 1024u)
+/* and at most this much per read: one read of a whole large frame holds
+ * the socket while it copies, and the peer's window waits (1 MiB frames:
+ * 256 KiB reads gave 1.3x the throughput of whole-frame reads, 128 KiB
+ * less than both). */
+#define CN_READ_DIRECT_MAX (256u * 1024u)
 /* Direct writes (send_direct) no closer together than this. */
 #define CN_DIRECT_GAP_NS 20000
 /*
@@ -851,8 +856,11 @@ static void *reader_main(void *arg)
 		direct = NULL;
 		if (dec.dg && dec.dg->len - dec.have >= CN_READ_DIRECT_MIN)
 			direct = cn_decoder_direct(&dec, &cap);
-		if (direct)
+		if (direct) {
 			buf = direct;
+			if (cap > CN_READ_DIRECT_MAX)
+				cap = CN_READ_DIRECT_MAX;
+		}
 		else
 			cap = big ? CN_READ_CHUNK : CN_READ_SMALL;
 		if (!c->sink.ops->wait_room(&c->sink)) {
