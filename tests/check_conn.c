@@ -1156,11 +1156,13 @@ START_TEST(packs_counted_unsent)
 		      (unsigned long long)sent);
 	rc = connect_close(c, 0, &unsent);
 	ck_assert_int_eq(rc, CONNECT_ETIMEDOUT);
-	/* The writer was stuck on the full socket: what was queued (or
-	 * taken off the queue into a batch it could not finish) is unsent,
-	 * but for what the kernel took meanwhile (a few datagrams; packs
-	 * counted as one would leave a few dozen). */
-	ck_assert_msg(unsent >= QMSGS / 2 && unsent <= sent,
+	/* The writer was stuck on the full socket.  What it had taken off
+	 * the queue counts there until its whole batch is written, and the
+	 * part of that batch written before it blocked counts as sent at
+	 * the cut (612 and 953 of the 3000 were unsent in two runs over SCTP
+	 * and TLS, 2999 over TCP); the rest is unsent.  Packs counted as one
+	 * would leave about ten. */
+	ck_assert_msg(unsent >= 100 && unsent <= sent,
 		      "%zu unsent of %llu sent, %llu queued at the close",
 		      unsent, (unsigned long long)sent,
 		      (unsigned long long)queued);
