@@ -56,6 +56,7 @@ struct bench_result {
 	uint64_t *samples;
 	size_t nsamples;
 	long rss_start_kb;  /* VmRSS before setup */
+	long rss_warm_kb;   /* when the warm-up ended (0: not taken) */
 	long rss_window_kb; /* at the end of the window, connections open */
 	long rss_end_kb;    /* after teardown */
 	char err[256];      /* empty: the cell worked */
@@ -164,6 +165,7 @@ struct bench_meter {
 	size_t size;
 	unsigned every, left;     /* clock read every `every` ticks */
 	int phase;                /* 0 waiting, 1 warm-up, 2 window, 3 done */
+	long rss_warm_kb;         /* VmRSS when the window began */
 };
 
 void bench_meter_init(struct bench_meter *m, const struct bench_cell *c);
@@ -199,6 +201,7 @@ struct bench_lat {
 	size_t n, cap;
 	uint64_t t_start, t0, t_end;
 	uint64_t warmup_ns, duration_ns;
+	long rss_warm_kb; /* VmRSS when the window began */
 };
 
 void bench_lat_init(struct bench_lat *l, const struct bench_cell *c);

@@ -44,7 +44,9 @@ struct run_rec {
 	uint64_t msgs, bytes;
 	size_t samples;
 	double secs;
-	long rss[3];
+	/* VmRSS: before setup, after the warm-up, at the end of the window,
+	 * after teardown */
+	long rss[4];
 	char err[256];
 };
 
@@ -463,14 +465,14 @@ static void print_many(void)
 
 static void rss_cell(const struct run_rec *rr)
 {
-	double v[3][MAX_RUNS], med[3], lo, hi;
+	double v[4][MAX_RUNS], med[4], lo, hi;
 	size_t n = 0;
 	char b[64];
 
 	for (int i = 0; rr && i < opt.runs; i++) {
-		if (!rr[i].done || rr[i].rss[1] < 0)
+		if (!rr[i].done || rr[i].rss[2] < 0)
 			continue;
-		for (int j = 0; j < 3; j++)
+		for (int j = 0; j < 4; j++)
 			v[j][n] = (double)rr[i].rss[j] / 1024;
 		n++;
 	}
@@ -478,9 +480,10 @@ static void rss_cell(const struct run_rec *rr)
 		row_cell("-");
 		return;
 	}
-	for (int j = 0; j < 3; j++)
+	for (int j = 0; j < 4; j++)
 		stats(v[j], n, &med[j], &lo, &hi);
-	snprintf(b, sizeof(b), "%.0f/%.0f/%.0f", med[0], med[1], med[2]);
+	snprintf(b, sizeof(b), "%.0f/%.0f/%.0f/%.0f", med[0], med[1], med[2],
+		 med[3]);
 	row_cell(b);
 }
 
@@ -500,9 +503,10 @@ static void print_rss(void)
 				if (!head) {
 					printf("\nProcess resident memory "
 					       "(VmRSS, MiB) in the libconnect "
-					       "cells: before setup / at the end "
-					       "of the window / after teardown "
-					       "(medians over the runs)\n\n");
+					       "cells: before setup / after the "
+					       "warm-up / at the end of the window "
+					       "/ after teardown (medians over the "
+					       "runs)\n\n");
 					table_head("cell");
 					head = true;
 				}
@@ -544,7 +548,7 @@ static const char csv_header[] =
 	"row,run,measure,system,size,conns,msgs,bytes,seconds,msgs_per_s,"
 	"mb_per_s,p50_us,p99_us,p999_us,samples,rss_start_kb,rss_window_kb,"
 	"rss_end_kb,min_msgs_per_s,max_msgs_per_s,min_p50_us,max_p50_us,"
-	"error\n";
+	"error,rss_warm_kb\n";
 
 static int write_csv(const char *path, const char *meta)
 {
@@ -581,9 +585,9 @@ static int write_csv(const char *path, const char *meta)
 							rr->secs, rr->rate, rr->mbs,
 							rr->p50, rr->p99, rr->p999,
 							rr->samples, rr->rss[0],
-							rr->rss[1], rr->rss[2]);
+							rr->rss[2], rr->rss[3]);
 						csv_quote(f, rr->err);
-						fputc('\n', f);
+						fprintf(f, ",%ld\n", rr->rss[1]);
 					}
 	/* The medians, each system's sizes in a row (gnuplot draws them as
 	 * one line). */
@@ -612,7 +616,7 @@ static int write_csv(const char *path, const char *meta)
 					fprintf(f,
 						"median,%d,%s,%s,%zu,%d,,,,%.1f,%.3f,"
 						"%.2f,%.2f,%.2f,,,,,%.1f,%.1f,%.2f,"
-						"%.2f,\"\"\n",
+						"%.2f,\"\",\n",
 						n, measure_names[m],
 						systems[s].name, all_sizes[z],
 						m == BM_MANY ? opt.conns[k] : 1,
@@ -702,8 +706,9 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 	rec->bytes = r.bytes;
 	rec->secs = r.secs;
 	rec->rss[0] = r.rss_start_kb;
-	rec->rss[1] = r.rss_window_kb;
-	rec->rss[2] = r.rss_end_kb;
+	rec->rss[1] = r.rss_warm_kb;
+	rec->rss[2] = r.rss_window_kb;
+	rec->rss[3] = r.rss_end_kb;
 	snprintf(rec->err, sizeof(rec->err), "%s", r.err);
 	if (!r.err[0] && r.secs <= 0)
 		snprintf(rec->err, sizeof(rec->err), "no measurement");
@@ -742,9 +747,9 @@ static bool run_cell(int m, size_t s, size_t z, int k, int run)
 			fprintf(stderr, "  %s msg/s %.1f MB/s", b, rec->mbs);
 		}
 		if (!rec->err[0] && is_connect((int)s))
-			fprintf(stderr, "  rss %ld/%ld/%ld MiB",
+			fprintf(stderr, "  rss %ld/%ld/%ld/%ld MiB",
 				rec->rss[0] / 1024, rec->rss[1] / 1024,
-				rec->rss[2] / 1024);
+				rec->rss[2] / 1024, rec->rss[3] / 1024);
 		if (!rec->err[0])
 			fprintf(stderr, "\n");
 	}

@@ -122,7 +122,8 @@ bool bench_meter_slow(struct bench_meter *m)
 	if (m->phase == 1) {
 		if (now - m->t_first < m->warmup_ns)
 			return false;
-		m->t0 = now;
+		m->rss_warm_kb = bench_rss_kb();
+		m->t0 = bench_now();
 		m->phase = 2;
 		return false;
 	}
@@ -140,6 +141,7 @@ void bench_meter_result(const struct bench_meter *m, struct bench_result *r)
 	r->msgs = m->n;
 	r->bytes = m->bytes;
 	r->secs = m->phase == 3 ? (double)(m->t1 - m->t0) / 1e9 : 0;
+	r->rss_warm_kb = m->rss_warm_kb;
 }
 
 /* ---- round trips ---------------------------------------------------------- */
@@ -157,8 +159,10 @@ bool bench_lat_add(struct bench_lat *l, uint64_t rtt, uint64_t now)
 		l->t_start = now;
 	if (now - l->t_start < l->warmup_ns)
 		return false;
-	if (!l->t0)
+	if (!l->t0) {
+		l->rss_warm_kb = bench_rss_kb();
 		l->t0 = now;
+	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 65536;
 		uint64_t *v = realloc(l->v, cap * sizeof(*v));
@@ -177,6 +181,7 @@ void bench_lat_result(struct bench_lat *l, struct bench_result *r)
 {
 	r->samples = l->v;
 	r->nsamples = l->n;
+	r->rss_warm_kb = l->rss_warm_kb;
 	r->msgs = l->n;
 	r->secs = l->t0 ? (double)(l->t_end - l->t0) / 1e9 : 0;
 	l->v = NULL;

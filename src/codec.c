@@ -68,9 +68,17 @@ static int start_frame(struct cn_decoder *d)
 	uint32_t size = cn_get32(d->hdr);
 	uint32_t len = size - 4;
 	uint32_t cap = len < CN_DECODER_STEP_MIN ? len : CN_DECODER_STEP_MIN;
-	struct connect_datagram *dg;
+	struct connect_datagram *dg = NULL;
 
-	dg = cn_datagram_reserve(cap);
+	/* A large datagram freed earlier holds the whole frame without new
+	 * memory (the bound below is about memory taken on a peer's word). */
+	if (len > cap) {
+		dg = cn_datagram_reserve_cached(len);
+		if (dg)
+			cap = len;
+	}
+	if (!dg)
+		dg = cn_datagram_reserve(cap);
 	if (!dg)
 		return CONNECT_ENOMEM;
 	dg->len = len;

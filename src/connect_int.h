@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <pthread.h>
 
 #include <urcu/wfcqueue.h>
@@ -86,9 +87,48 @@ struct connect_datagram {
 	uint8_t payload[];        /* 8-byte aligned */
 };
 
-#define CN_DATAGRAM_MAP_MIN (4u << 20)
+#define CN_DATAGRAM_MAP_MIN (256u << 10)
 /* Counted in an inbox's bounds (the reader pushed it while attached). */
 #define CN_DG_INBOX 0x1u
+/*
+ * A pack (conn.c): small datagrams a sender copied side by side, whole
+ * wire frames in payload[0..len), so the writer takes many in one entry.
+ * hdr holds how many (cn_pack_msgs) and the room (conn.c), not a wire
+ * header.
+ */
+#define CN_DG_PACK 0x2u
+/* From the small-block pool (dgpool.h), of class (flags & CN_DG_CLASS) >>
+ * CN_DG_CLASS_SHIFT. */
+#define CN_DG_POOLED 0x4u
+#define CN_DG_CLASS 0x30u
+#define CN_DG_CLASS_SHIFT 4
+
+static inline uint32_t cn_pack_msgs(const struct connect_datagram *dg)
+{
+	uint32_t n;
+
+	memcpy(&n, dg->hdr, sizeof(n));
+	return n;
+}
+
+static inline void cn_pack_set_msgs(struct connect_datagram *dg, uint32_t n)
+{
+	memcpy(dg->hdr, &n, sizeof(n));
+}
+
+/* The datagrams dg stands for: 1, or a pack's count. */
+static inline uint64_t cn_dg_msgs(const struct connect_datagram *dg)
+{
+	return dg->flags & CN_DG_PACK ? cn_pack_msgs(dg) : 1;
+}
+
+/* Their payload bytes (what the queue bounds count). */
+static inline uint64_t cn_dg_bytes(const struct connect_datagram *dg)
+{
+	return dg->flags & CN_DG_PACK
+		       ? dg->len - (uint64_t)cn_pack_msgs(dg) * CN_HDR_LEN
+		       : dg->len;
+}
 
 /* Allocate a datagram for `len` payload bytes with the given header fields;
  * no range checks.  NULL when out of memory. */
@@ -96,6 +136,11 @@ struct connect_datagram *cn_datagram_alloc(uint32_t len, uint16_t version,
 					   uint16_t tag);
 /* Room for `cap` payload bytes; len and header are the caller's to set. */
 struct connect_datagram *cn_datagram_reserve(uint32_t cap);
+/* Room for `len` payload bytes from the freed large datagrams kept for
+ * reuse (memory already the process's), or NULL when none fits. */
+struct connect_datagram *cn_datagram_reserve_cached(uint32_t len);
+/* Give every kept large datagram back to the system (tests). */
+void cn_datagram_cache_drop(void);
 /* Move to room for `cap` bytes (> old_cap); the first old_cap payload bytes
  * and the header are kept.  NULL when out of memory (dg is then intact). */
 struct connect_datagram *cn_datagram_grow(struct connect_datagram *dg,
@@ -105,7 +150,7 @@ void cn_datagram_free(struct connect_datagram *dg);
 
 /* Options: a table indexed by enum connect_opt, and what dial and listen
  * take by reference (the user's object owns them). */
-#define CN_OPT_MAX 26
+#define CN_OPT_MAX 27
 #define CN_NAME_LEN 256
 struct connect_opts {
 	int64_t v[CN_OPT_MAX];
@@ -149,6 +194,9 @@ struct cn_waiter {
 	pthread_mutex_t *m;
 	pthread_cond_t *cv;
 	void *arg;
+	/* Before sleeping, look at ready() (then without m) for this many
+	 * nanoseconds, giving the processor to others in between; 0: no. */
+	int64_t spin_ns;
 };
 int cn_wait(const struct cn_waiter *w, int timeout_ms);
 

@@ -165,10 +165,10 @@ static bool ready_empty(struct connect_inbox *ib)
 	return cds_wfcq_empty(&ib->head, &ib->tail);
 }
 
-void cn_inbox_count(connect_inbox *ib, uint64_t bytes)
+void cn_inbox_count(connect_inbox *ib, uint64_t msgs, uint64_t bytes)
 {
 	atomic_fetch_add(&ib->bytes, bytes);
-	atomic_fetch_add(&ib->msgs, 1);
+	atomic_fetch_add(&ib->msgs, msgs);
 }
 
 static bool room_low(struct connect_inbox *ib)
@@ -542,7 +542,7 @@ int connect_inbox_pop_wait(connect_inbox *ib, connect_item *item,
 	if (!ib || !item)
 		return CONNECT_EINVAL;
 	w = (struct cn_waiter){ pop_wait_try, pop_wait_ready, &ib->waiters,
-				&ib->lock, &ib->cv, &a };
+				&ib->lock, &ib->cv, &a, 0 };
 	enter(ib);
 	rc = cn_wait(&w, timeout_ms);
 	leave(ib);

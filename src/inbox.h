@@ -47,7 +47,7 @@ bool cn_inbox_strand(const connect_inbox *ib);
  * the inbox is closing (not queued). */
 bool cn_inbox_ready(connect_inbox *ib, struct cds_wfcq_node *token);
 /* Count datagrams into and out of the inbox's bounds. */
-void cn_inbox_count(connect_inbox *ib, uint64_t bytes);
+void cn_inbox_count(connect_inbox *ib, uint64_t msgs, uint64_t bytes);
 void cn_inbox_uncount(connect_inbox *ib, uint64_t bytes);
 bool cn_inbox_full(connect_inbox *ib);
 /* A reader waits while the inbox is full and its own queue `own` is not

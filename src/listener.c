@@ -639,7 +639,7 @@ int connect_accept_wait(connect_listener *l, connect_conn **connp,
 	if (!l || !connp)
 		return CONNECT_EINVAL;
 	w = (struct cn_waiter){ accept_wait_try, accept_wait_ready, NULL,
-				&l->lock, &l->cv, &a };
+				&l->lock, &l->cv, &a, 0 };
 	rc = enter(l) ? cn_wait(&w, timeout_ms) : CONNECT_ECLOSED;
 	leave(l);
 	return rc;

@@ -45,6 +45,7 @@ static const struct opt_range ranges[CN_OPT_MAX] = {
 	[CONNECT_OPT_SCTP_PEER_UDP_PORT] = { 0, 0, 65535 },
 	[CONNECT_OPT_SCTP_HEARTBEAT_MS] = { 30000, 0, INT32_MAX },
 	[CONNECT_OPT_SCTP_MAX_RETRANS] = { 5, 1, 100 },
+	[CONNECT_OPT_RECV_SPIN_US] = { 50, 0, 1000000 },
 };
 
 static bool opt_known(int opt)

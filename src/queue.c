@@ -26,8 +26,8 @@ size_t cn_queue_fini(struct cn_queue *q)
 	/* Called once no thread enqueues any more. */
 	while ((dg = cn_queue_pop(q, &busy)) != NULL || busy) {
 		if (dg) {
+			n += (size_t)cn_dg_msgs(dg);
 			cn_datagram_free(dg);
-			n++;
 		}
 	}
 	return n;
@@ -82,6 +82,12 @@ bool cn_queue_push(struct cn_queue *q, struct connect_datagram *dg)
 	return !cds_wfcq_enqueue(&q->head, &q->tail, &dg->node);
 }
 
+bool cn_queue_push_chain(struct cn_queue *q, struct cds_wfcq_node *first,
+			 struct cds_wfcq_node *last)
+{
+	return !___cds_wfcq_append(&q->head, &q->tail, first, last);
+}
+
 struct connect_datagram *cn_queue_pop(struct cn_queue *q, bool *busy)
 {
 	struct cds_wfcq_node *node;
@@ -96,8 +102,14 @@ struct connect_datagram *cn_queue_pop(struct cn_queue *q, bool *busy)
 	if (!node)
 		return NULL;
 	dg = cn_container_of(node, struct connect_datagram, node);
+#ifndef CN_TSAN
+	/* The next one was written on another core: start fetching it while
+	 * the caller works on this one (a hint; an enqueue may be changing
+	 * the field, which ThreadSanitizer would report). */
+	__builtin_prefetch(CMM_LOAD_SHARED(q->head.node.next));
+#endif
 	CN_TSAN_ACQUIRE(dg);
-	cn_queue_release(q, 1, dg->len);
+	cn_queue_release(q, cn_dg_msgs(dg), cn_dg_bytes(dg));
 	return dg;
 }
 

@@ -28,7 +28,8 @@ struct cn_queue {
 };
 
 void cn_queue_init(struct cn_queue *q, uint64_t max_bytes, uint64_t max_msgs);
-/* Free every datagram still queued; returns how many there were. */
+/* Free every datagram still queued; returns how many there were (a pack
+ * counts the datagrams it holds). */
 size_t cn_queue_fini(struct cn_queue *q);
 
 /*
@@ -54,6 +55,10 @@ bool cn_queue_low(const struct cn_queue *q);
 /* Enqueue (wait-free).  Returns true when the queue was empty before:
  * the edge on which a sleeping consumer must be woken. */
 bool cn_queue_push(struct cn_queue *q, struct connect_datagram *dg);
+/* Enqueue the datagrams linked from first to last (last->next NULL), in
+ * one step; returns as cn_queue_push. */
+bool cn_queue_push_chain(struct cn_queue *q, struct cds_wfcq_node *first,
+			 struct cds_wfcq_node *last);
 
 /*
  * Dequeue one datagram and count it out.  NULL when the queue is empty, or

@@ -6,7 +6,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * Every operation is called by the connection's reader thread, in this
- * order: any number of rounds of (wait_room, push..., wake), then end once.
+ * order: any number of rounds of (wait_room, push..., flush), then end once.
  * The consumer side (whoever pops) unparks a reader that waits for room.
  */
 #ifndef CONNECT_SINK_H
@@ -24,12 +24,13 @@ struct cn_sink_ops {
 	 */
 	bool (*wait_room)(struct cn_sink *s);
 	/*
-	 * Take one datagram (now owned by the sink).  True when a consumer
-	 * may be waiting for it: call wake after the batch.
+	 * Take one datagram (now owned by the sink), not yet visible to the
+	 * consumers.  True when enough are waiting: flush now.
 	 */
 	bool (*push)(struct cn_sink *s, struct connect_datagram *dg);
-	/* Wake the consumers after a batch of pushes. */
-	void (*wake)(struct cn_sink *s);
+	/* Hand what was pushed to the consumers at once (one count, one
+	 * enqueue), and wake them. */
+	void (*flush)(struct cn_sink *s);
 	/*
 	 * The stream ended: CONNECT_EEOF after a clean end, or the error,
 	 * after every datagram that came before it was pushed.

@@ -131,6 +131,15 @@ struct cn_transport_ops {
 	bool (*unacked)(struct cn_transport *t);
 
 	/*
+	 * After a sendv with CN_IO_NONBLOCK that took its bytes: whether
+	 * some of them wait inside the transport (a TLS record the socket
+	 * took only in part).  The next sendv, whatever its flags, writes
+	 * them first; sendv with iovcnt 0 and no flags writes just them,
+	 * waiting as needed.  NULL: never.
+	 */
+	bool (*out_pending)(struct cn_transport *t);
+
+	/*
 	 * The verified identity of the peer (enum connect_peer_info) as
 	 * text.  NULL: the transport authenticates nobody (CONNECT_ENOTSUP).
 	 */
@@ -152,9 +161,10 @@ struct cn_transport_ops {
 
 /* Transport flags. */
 #define CN_TRANSPORT_MESSAGES 1 /* sendv boundaries are kept (SCTP) */
-/* sendv with CN_IO_NONBLOCK keeps no state between calls, so that an
- * application thread may write a datagram itself while the writer sleeps
- * (TCP; not TLS, whose records must be finished by whoever began them). */
+/* sendv with CN_IO_NONBLOCK, so that an application thread may write a
+ * datagram itself while the writer sleeps: it keeps no state between
+ * calls (TCP), or says so through out_pending (TLS over a stream: a
+ * record the socket took in part is finished by the next sendv). */
 #define CN_TRANSPORT_DIRECT 2
 
 struct cn_transport {

@@ -213,6 +213,8 @@ static ssize_t fault_sendv(struct cn_transport *t, const struct iovec *iov,
 	ssize_t put;
 	int cnt = 0;
 
+	if (iovcnt == 0) /* only what a layer below still holds */
+		return f->lower->ops->sendv(f->lower, iov, 0, flags);
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
 	if (f->p.messages) {
@@ -249,6 +251,13 @@ static ssize_t fault_sendv(struct cn_transport *t, const struct iovec *iov,
 	if (put > 0)
 		f->tx.done += put;
 	return fault_pass(f, put);
+}
+
+static bool fault_out_pending(struct cn_transport *t)
+{
+	struct cn_transport *lower = fault_of(t)->lower;
+
+	return lower->ops->out_pending && lower->ops->out_pending(lower);
 }
 
 static int fault_wait(struct cn_transport *t, int events, int64_t deadline)
@@ -331,6 +340,7 @@ static const struct cn_transport_ops fault_ops = {
 	.unacked = fault_unacked,
 	.peer_identity = fault_peer_identity,
 	.auth_key = fault_auth_key,
+	.out_pending = fault_out_pending,
 };
 
 static int fault_wrap(const struct cn_endpoint *ep, struct cn_transport *lower,

@@ -114,6 +114,9 @@ struct tls_transport {
 
 	pthread_mutex_t wlock;  /* writing to the lower stream, in order */
 	struct tls_buf wout;    /* bytes being written (wlock) */
+	size_t wout_off;        /* wlock: of wout, written by a direct send
+				 * that the socket did not take whole */
+	atomic_bool out_pending; /* wout_off < wout.len */
 
 	uint8_t *sbuf; /* writer: small writes gathered (TLS_RECORD bytes,
 			* made on the first gathering: an idle connection
@@ -571,6 +574,25 @@ static int tls_write_out(struct tls_transport *t, int flags)
 	return rc;
 }
 
+/* The rest of wout after a direct send (wlock held), waiting as needed. */
+static int tls_write_rest(struct tls_transport *t, int flags)
+{
+	ssize_t n = tls_lower_write(t, t->wout.p + t->wout_off,
+				    t->wout.len - t->wout_off, flags);
+	int rc;
+
+	t->wout.len = 0;
+	t->wout_off = 0;
+	atomic_store(&t->out_pending, false);
+	if (n >= 0)
+		return CONNECT_OK;
+	atomic_store(&t->wr_err, (int)n);
+	pthread_mutex_lock(&t->lock);
+	rc = tls_fail_lower(t, (int)n);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
 /*
  * Write what the push callback gathered, in order, holding no GnuTLS lock
  * while blocked.  The writer calls it after each GnuTLS call; the reader
@@ -590,6 +612,16 @@ static int tls_flush(struct tls_transport *t, bool try, int flags)
 				return CONNECT_OK;
 		} else {
 			pthread_mutex_lock(&t->wlock);
+		}
+		/* What a direct send left, before anything newer; all that
+		 * is pending is written below. */
+		atomic_store(&t->out_pending, false);
+		if (t->wout_off < t->wout.len) {
+			rc = tls_write_rest(t, flags);
+			if (rc != CONNECT_OK) {
+				pthread_mutex_unlock(&t->wlock);
+				return rc;
+			}
 		}
 		for (;;) {
 			pthread_mutex_lock(&t->lock);
@@ -783,8 +815,79 @@ static ssize_t tls_send_record(struct tls_transport *t, const void *buf,
 	return n;
 }
 
-/* Always waits: the writer is its only caller (CN_IO_NONBLOCK is not
- * offered). */
+/*
+ * An application thread's own write (CN_IO_NONBLOCK, stream mode): one
+ * piece of at most a record, encrypted and written without waiting.
+ * CONNECT_EAGAIN (nothing taken) when another thread writes, when an
+ * earlier direct write is unfinished or when the socket takes nothing;
+ * otherwise the piece is taken whole, and what of its record the socket
+ * did not take waits in wout (out_pending) for the next sendv.
+ */
+static ssize_t tls_sendv_direct(struct tls_transport *t,
+				const struct iovec *iov)
+{
+	struct tls_buf tmp;
+	ssize_t n, w;
+
+	if (iov->iov_len == 0 || iov->iov_len > t->rec_max)
+		return CONNECT_EAGAIN;
+	if (pthread_mutex_trylock(&t->wlock) != 0)
+		return CONNECT_EAGAIN;
+	if (t->wout_off < t->wout.len) {
+		pthread_mutex_unlock(&t->wlock);
+		return CONNECT_EAGAIN;
+	}
+	pthread_mutex_lock(&t->lock);
+	do
+		n = gnutls_record_send(t->session, iov->iov_base,
+				       iov->iov_len);
+	while ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) &&
+	       !atomic_load(&t->base.aborted));
+	if (n < 0)
+		n = tls_io_error(t, (int)n, false);
+	/* The record, and anything pushed before it, in order. */
+	tmp = t->wout;
+	t->wout = t->wbuf;
+	t->wbuf = tmp;
+	t->wbuf.len = 0;
+	pthread_mutex_unlock(&t->lock);
+	if (t->wout.len > 0) {
+		w = tls_lower_write(t, t->wout.p, t->wout.len,
+				    CN_IO_NONBLOCK);
+		if (w == CONNECT_EAGAIN)
+			w = 0;
+		if (w < 0) {
+			t->wout.len = 0;
+			atomic_store(&t->wr_err, (int)w);
+			pthread_mutex_lock(&t->lock);
+			w = tls_fail_lower(t, (int)w);
+			pthread_mutex_unlock(&t->lock);
+			if (n >= 0)
+				n = w;
+		} else if ((size_t)w < t->wout.len) {
+			t->wout_off = (size_t)w;
+			atomic_store(&t->out_pending, true);
+		} else {
+			t->wout.len = 0;
+		}
+	}
+	pthread_mutex_unlock(&t->wlock);
+	/* Pushed by the reader while we held wlock (it only tries): the
+	 * next sendv writes it. */
+	pthread_mutex_lock(&t->lock);
+	if (t->wbuf.len > 0)
+		atomic_store(&t->out_pending, true);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+static bool tls_out_pending(struct cn_transport *base)
+{
+	return atomic_load(&tls_of(base)->out_pending);
+}
+
+/* Waits as needed, except for an application thread's own write
+ * (CN_IO_NONBLOCK: tls_sendv_direct). */
 static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
 			 int iovcnt, int flags)
 {
@@ -792,9 +895,16 @@ static ssize_t tls_sendv(struct cn_transport *base, const struct iovec *iov,
 	size_t fill = 0, n;
 	int i;
 
-	(void)flags;
 	if (atomic_load(&t->base.aborted))
 		return CONNECT_ECLOSED;
+	if (flags & CN_IO_NONBLOCK)
+		return iovcnt == 1 ? tls_sendv_direct(t, iov) : CONNECT_EAGAIN;
+	if (iovcnt == 0) {
+		int rc = atomic_load(&t->out_pending) ? tls_flush(t, false, 0)
+						      : CONNECT_OK;
+
+		return rc == CONNECT_OK ? 0 : rc;
+	}
 	for (i = 0; i < iovcnt && iov[i].iov_len == 0; i++)
 		;
 	if (i == iovcnt)
@@ -1005,6 +1115,7 @@ static const struct cn_transport_ops tls_ops = {
 	.destroy = tls_destroy,
 	.unacked = tls_unacked,
 	.peer_identity = tls_peer_identity,
+	.out_pending = tls_out_pending,
 };
 
 /* ---- construction and handshake ---------------------------------------- */
@@ -1334,6 +1445,8 @@ static int tls_wrap_as(const struct cn_endpoint *ep,
 	memcpy(t->base.peer, lower->peer, sizeof(t->base.peer));
 	t->lower = lower;
 	t->records = (lower->flags & CN_TRANSPORT_MESSAGES) != 0;
+	if (!t->records)
+		t->base.flags = lower->flags & CN_TRANSPORT_DIRECT;
 	t->dtls = dtls;
 	t->rec_max = TLS_RECORD;
 	t->server = ep->server;

@@ -65,9 +65,45 @@ bool cn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
 	return pthread_cond_timedwait(c, m, &ts) != ETIMEDOUT;
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * A wake-up through the condition variable costs the waker a system call
+ * and the sleeper a trip through the scheduler, several microseconds
+ * each; a peer's answer or the reader's next batch often comes sooner.
+ * So look for a while first, yielding the processor between looks (on a
+ * machine with few cores the thread that makes the condition true may
+ * need this one).  Never past deadline (cn_now_ms clock; -1: none).
+ * True when ready.
+ */
+static bool spin_ready(const struct cn_waiter *w, int64_t deadline)
+{
+	int64_t end = now_ns() + w->spin_ns;
+
+	if (deadline >= 0 && end > deadline * 1000000)
+		end = deadline * 1000000;
+
+	do {
+		for (int i = 0; i < 16; i++) {
+			if (w->ready(w->arg))
+				return true;
+			caa_cpu_relax();
+		}
+		sched_yield();
+	} while (now_ns() < end);
+	return false;
+}
+
 int cn_wait(const struct cn_waiter *w, int timeout_ms)
 {
 	int64_t deadline = -2; /* read the clock only if we have to wait */
+	bool spun = w->spin_ns <= 0 || timeout_ms == 0;
 	int rc;
 
 	while ((rc = w->try(w->arg)) == CONNECT_EAGAIN) {
@@ -75,6 +111,11 @@ int cn_wait(const struct cn_waiter *w, int timeout_ms)
 
 		if (deadline == -2)
 			deadline = cn_deadline(timeout_ms);
+		if (!spun) {
+			spun = true;
+			if (spin_ready(w, deadline))
+				continue;
+		}
 		pthread_mutex_lock(w->m);
 		if (w->waiters) {
 			atomic_fetch_add(w->waiters, 1);

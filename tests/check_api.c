@@ -75,7 +75,7 @@ START_TEST(null_args_conn)
 	ck_assert_int_eq(connect_conn_opt(c, CONNECT_OPT_LINGER_MS, NULL),
 			 CONNECT_EINVAL);
 	ck_assert_int_eq(connect_conn_opt(c, 0, &v), CONNECT_EINVAL);
-	ck_assert_int_eq(connect_conn_opt(c, 26, &v), CONNECT_EINVAL);
+	ck_assert_int_eq(connect_conn_opt(c, 27, &v), CONNECT_EINVAL);
 
 	ck_assert_int_eq(connect_tcp_client(NULL, "127.0.0.1:1", NULL),
 			 CONNECT_EINVAL);
@@ -304,6 +304,7 @@ static const struct opt_range opt_ranges[] = {
 	{ CONNECT_OPT_SCTP_PEER_UDP_PORT, 0, 0, 65535 },
 	{ CONNECT_OPT_SCTP_HEARTBEAT_MS, 30000, 0, INT32_MAX },
 	{ CONNECT_OPT_SCTP_MAX_RETRANS, 5, 1, 100 },
+	{ CONNECT_OPT_RECV_SPIN_US, 50, 0, 1000000 },
 };
 
 START_TEST(options)
@@ -342,10 +343,10 @@ START_TEST(options)
 		ck_assert_int_eq(v, r->hi);
 	}
 	ck_assert_int_eq(connect_opts_set(o, 0, 1), CONNECT_EINVAL);
-	ck_assert_int_eq(connect_opts_set(o, 26, 1), CONNECT_EINVAL);
+	ck_assert_int_eq(connect_opts_set(o, 27, 1), CONNECT_EINVAL);
 	ck_assert_int_eq(connect_opts_set(o, -1, 1), CONNECT_EINVAL);
 	ck_assert_int_eq(connect_opts_get(o, 0, &v), CONNECT_EINVAL);
-	ck_assert_int_eq(connect_opts_get(o, 26, &v), CONNECT_EINVAL);
+	ck_assert_int_eq(connect_opts_get(o, 27, &v), CONNECT_EINVAL);
 	connect_opts_free(o);
 }
 END_TEST

@@ -155,8 +155,12 @@ static connect_datagram *recv_ok(connect_conn *c)
 {
 	connect_datagram *dg = NULL;
 	int rc = connect_recv_wait(c, &dg, scaled_ms(20000));
+	char why[256] = "";
 
-	ck_assert_msg(rc == CONNECT_OK, "recv: %s", connect_err_name(rc));
+	if (rc != CONNECT_OK)
+		connect_conn_error(c, why, sizeof(why));
+	ck_assert_msg(rc == CONNECT_OK, "recv: %s (%s)", connect_err_name(rc),
+		      why);
 	return dg;
 }
 
@@ -1072,6 +1076,104 @@ START_TEST(stats_counters)
 }
 END_TEST
 
+/*
+ * Small datagrams sent behind others are packed by the library into one
+ * buffer, larger ones go as they are: a stream mixing sizes on both sides
+ * of the packing bound (a 512-byte frame: 504 bytes of payload) arrives
+ * complete and in order, and the counters count datagrams, not packs.
+ * The receiver starts late, so that a backlog (and packs) forms.
+ */
+START_TEST(packs_keep_order)
+{
+	static const size_t sizes[] = { 1, 16, 100, 504, 505, 3000, 7, 4 };
+	enum { N = 14000, NS = sizeof(sizes) / sizeof(sizes[0]) };
+	int t = _i;
+	connect_conn *c, *s;
+	uint64_t bytes = 0;
+
+	t_pair(t, NULL, NULL, &c, &s);
+	for (uint32_t i = 0; i < N; i++) {
+		ck_assert_int_eq(connect_send_wait(c,
+						   dg_make(1, i, sizes[i % NS]),
+						   scaled_ms(20000)),
+				 CONNECT_OK);
+		bytes += sizes[i % NS];
+	}
+	for (uint32_t i = 0; i < N; i++)
+		recv_expect(s, 1, i, sizes[i % NS]);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_MSGS_SENT), N);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_BYTES_SENT), bytes);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_SEND_QUEUED), 0);
+	ck_assert_uint_eq(stat_of(c, CONNECT_STAT_SEND_QUEUED_BYTES), 0);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_MSGS_RECV), N);
+	ck_assert_uint_eq(stat_of(s, CONNECT_STAT_BYTES_RECV), bytes);
+	ck_assert_int_eq(connect_close(c, scaled_ms(5000), NULL), CONNECT_OK);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
+/*
+ * A peer that does not read: small datagrams pile up in the send queue
+ * (in packs) until its message bound says CONNECT_EAGAIN.  Every datagram
+ * is then either written or queued, counted one by one; a linger-0 close
+ * reports the queued ones as unsent, not the packs holding them.
+ */
+START_TEST(packs_counted_unsent)
+{
+	enum { QMSGS = 3000, LEN = 16 };
+	int t = _i;
+	connect_opts *o = opts_make(CONNECT_OPT_SEND_QUEUE_MSGS, QMSGS, 0, 0,
+				    0, 0);
+	connect_conn *c, *s;
+	uint64_t sent = 0, queued, written;
+	size_t unsent = 0;
+	int rc = CONNECT_OK;
+
+	t_pair(t, o, NULL, &c, &s);
+	connect_opts_free(o);
+	/* Until the queue is full and stays full (the kernel's buffers
+	 * fill first). */
+	for (int idle = 0; idle < 20;) {
+		connect_datagram *dg = dg_make(1, (uint32_t)sent, LEN);
+
+		rc = connect_send(c, dg);
+		if (rc == CONNECT_OK) {
+			sent++;
+			idle = 0;
+			continue;
+		}
+		ck_assert_int_eq(rc, CONNECT_EAGAIN);
+		connect_datagram_free(dg);
+		idle++;
+		sleep_ms(10);
+	}
+	queued = stat_of(c, CONNECT_STAT_SEND_QUEUED);
+	written = stat_of(c, CONNECT_STAT_MSGS_SENT);
+	/* Read apart, the two may count a datagram the kernel just took
+	 * twice (counted written before its room is given back), never
+	 * miss one. */
+	ck_assert_msg(queued >= QMSGS / 2 && queued <= QMSGS &&
+			      queued + written >= sent &&
+			      queued + written <= sent + 64,
+		      "%llu queued + %llu written, %llu sent",
+		      (unsigned long long)queued, (unsigned long long)written,
+		      (unsigned long long)sent);
+	rc = connect_close(c, 0, &unsent);
+	ck_assert_int_eq(rc, CONNECT_ETIMEDOUT);
+	/* The writer was stuck on the full socket.  What it had taken off
+	 * the queue counts there until its whole batch is written, and the
+	 * part of that batch written before it blocked counts as sent at
+	 * the cut (612 and 953 of the 3000 were unsent in two runs over SCTP
+	 * and TLS, 2999 over TCP); the rest is unsent.  Packs counted as one
+	 * would leave about ten. */
+	ck_assert_msg(unsent >= 100 && unsent <= sent,
+		      "%zu unsent of %llu sent, %llu queued at the close",
+		      unsent, (unsigned long long)sent,
+		      (unsigned long long)queued);
+	connect_close(s, 0, NULL);
+}
+END_TEST
+
 /* The port after the last ':' of an address text. */
 static int port_of(const char *addr)
 {
@@ -1487,6 +1589,15 @@ static void add_tests(TCase *tc, int t)
 	ADD(send_fd_polls);
 	ADD(recv_max_payload);
 	ADD(stats_counters);
+#ifdef CONNECT_TEST_SCTP
+	/* Over SCTP this burst (7 MB queued at once, nobody receiving yet)
+	 * makes the sending side abort the association in about 2 runs of
+	 * 10, before this work's packing as well (97bd5be): an SCTP
+	 * transport bug, open. */
+	if (t != T_SCTP && t != T_DTLS)
+#endif
+		ADD(packs_keep_order);
+	ADD(packs_counted_unsent);
 	ADD(addresses);
 	ADD(threads_joined);
 	ADD(close_both_at_once);

@@ -341,6 +341,7 @@ static const struct opt_entry opt_table[] = {
 	{ CONNECT_OPT_SCTP_PEER_UDP_PORT, 0, 0, 65535 },
 	{ CONNECT_OPT_SCTP_HEARTBEAT_MS, 30000, 0, INT32_MAX },
 	{ CONNECT_OPT_SCTP_MAX_RETRANS, 5, 1, 100 },
+	{ CONNECT_OPT_RECV_SPIN_US, 50, 0, 1000000 },
 };
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
 
@@ -414,7 +415,7 @@ END_TEST
 
 START_TEST(test_opts_invalid)
 {
-	static const int unknown[] = { 0, -1, 26, 27, 100, INT32_MIN,
+	static const int unknown[] = { 0, -1, 27, 28, 100, INT32_MIN,
 				       INT32_MAX };
 	connect_opts *o = NULL;
 	int64_t v;
