@@ -556,6 +556,18 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 
 /* ---- transport operations ---------------------------------------------- */
 
+/* A write to the lower transport failed with code: the session fails. */
+static int tls_write_failed(struct tls_transport *t, int code)
+{
+	int rc;
+
+	atomic_store(&t->wr_err, code);
+	pthread_mutex_lock(&t->lock);
+	rc = tls_fail_lower(t, code);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
 /*
  * Write t->wout to the lower transport (wlock held): as one stream, or one
  * message per record.
@@ -563,15 +575,8 @@ static int tls_handshake_error(struct tls_transport *t, int gerr,
 static int tls_write_out(struct tls_transport *t, int flags)
 {
 	ssize_t n = tls_lower_write(t, t->wout.p, t->wout.len, flags);
-	int rc;
 
-	if (n >= 0)
-		return CONNECT_OK;
-	atomic_store(&t->wr_err, (int)n);
-	pthread_mutex_lock(&t->lock);
-	rc = tls_fail_lower(t, (int)n);
-	pthread_mutex_unlock(&t->lock);
-	return rc;
+	return n >= 0 ? CONNECT_OK : tls_write_failed(t, (int)n);
 }
 
 /* The rest of wout after a direct send (wlock held), waiting as needed. */
@@ -579,18 +584,11 @@ static int tls_write_rest(struct tls_transport *t, int flags)
 {
 	ssize_t n = tls_lower_write(t, t->wout.p + t->wout_off,
 				    t->wout.len - t->wout_off, flags);
-	int rc;
 
 	t->wout.len = 0;
 	t->wout_off = 0;
 	atomic_store(&t->out_pending, false);
-	if (n >= 0)
-		return CONNECT_OK;
-	atomic_store(&t->wr_err, (int)n);
-	pthread_mutex_lock(&t->lock);
-	rc = tls_fail_lower(t, (int)n);
-	pthread_mutex_unlock(&t->lock);
-	return rc;
+	return n >= 0 ? CONNECT_OK : tls_write_failed(t, (int)n);
 }
 
 /*
@@ -858,10 +856,7 @@ static ssize_t tls_sendv_direct(struct tls_transport *t,
 			w = 0;
 		if (w < 0) {
 			t->wout.len = 0;
-			atomic_store(&t->wr_err, (int)w);
-			pthread_mutex_lock(&t->lock);
-			w = tls_fail_lower(t, (int)w);
-			pthread_mutex_unlock(&t->lock);
+			w = tls_write_failed(t, (int)w);
 			if (n >= 0)
 				n = w;
 		} else if ((size_t)w < t->wout.len) {
