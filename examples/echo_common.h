@@ -90,7 +90,7 @@ struct echo_server_setup {
 	long udp_port;            /* SCTP: --udp-port, or the default 9899 */
 };
 
-/* The TLS servers' configuration (tls- and dtls-sctp-echo-server): the
+/* The TLS servers' configuration (tls-, dtls-sctp- and mt-echo-server): the
  * certificate chain and key of arg[1] and arg[2], and with a CA file in
  * arg[3], client certificates required.  NULL after printing why. */
 connect_tls_config *echo_server_tls_config(const struct echo_server_setup *a);

@@ -173,33 +173,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static connect_tls_config *server_config(const char *cert, const char *key,
-					 const char *ca)
-{
-	connect_tls_config *cfg;
-	int rc;
-
-	rc = connect_tls_config_new(&cfg, CONNECT_TLS_SERVER);
-	if (rc != CONNECT_OK) {
-		echo_error(rc, "connect_tls_config_new");
-		return NULL;
-	}
-	rc = connect_tls_config_cert_file(cfg, cert, key);
-	if (rc == CONNECT_OK && ca) {
-		rc = connect_tls_config_ca_file(cfg, ca);
-		if (rc == CONNECT_OK)
-			rc = connect_tls_config_client_auth(
-				cfg, CONNECT_TLS_AUTH_REQUIRED);
-	}
-	if (rc != CONNECT_OK) {
-		echo_error(rc, "TLS configuration (%s, %s%s%s)", cert, key,
-			   ca ? ", " : "", ca ? ca : "");
-		connect_tls_config_free(cfg);
-		return NULL;
-	}
-	return cfg;
-}
-
 /* Take our own options out of argv (the shared parser knows the rest). */
 static int own_args(int *argc, char **argv, unsigned long *workers,
 		    unsigned long *max_conns, bool *tls, bool *quiet)
@@ -268,9 +241,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (tls) {
-		connect_tls_config *cfg = server_config(
-			setup.arg[1], setup.arg[2],
-			setup.nargs == 4 ? setup.arg[3] : NULL);
+		connect_tls_config *cfg = echo_server_tls_config(&setup);
 
 		rc = cfg ? connect_tls_listen(&l, setup.arg[0], cfg, NULL)
 			 : CONNECT_ETLSCONFIG;
